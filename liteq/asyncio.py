@@ -1,0 +1,78 @@
+"""One event-loop thread per worker process, on which ``async def`` actors run."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import threading
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+from .errors import Interrupt
+
+T = TypeVar("T")
+
+_loop_thread: EventLoopThread | None = None
+
+
+class EventLoopThread(threading.Thread):
+    """Runs an asyncio loop in a daemon thread; worker threads block on its futures."""
+
+    def __init__(self, logger: logging.Logger | None = None,
+                 interrupt_check_ival: float = 0.1) -> None:
+        super().__init__(name="liteq-event-loop", daemon=True)
+        self.logger = logger or logging.getLogger("liteq.asyncio")
+        self.loop = asyncio.new_event_loop()
+        self.interrupt_check_ival = interrupt_check_ival
+        self._ready = threading.Event()
+
+    def run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.call_soon(self._ready.set)
+        self.loop.run_forever()
+        self.loop.close()
+
+    def start(self, *, timeout: float | None = None) -> None:  # type: ignore[override]
+        super().start()
+        if not self._ready.wait(timeout):
+            raise RuntimeError("event loop thread did not start in time")
+
+    def stop(self) -> None:
+        if self.loop.is_running():
+            self.loop.call_soon_threadsafe(self.loop.stop)
+        self.join(timeout=5)
+
+    def run_coroutine(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run ``coro`` on the loop and wait; an Interrupt cancels it and is re-raised."""
+        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        try:
+            while True:
+                try:
+                    return future.result(timeout=self.interrupt_check_ival)
+                except concurrent.futures.TimeoutError:
+                    continue
+        except Interrupt:
+            self.loop.call_soon_threadsafe(future.cancel)
+            try:
+                future.result(timeout=1.0)
+            except BaseException:
+                pass
+            raise
+
+
+def get_event_loop_thread() -> EventLoopThread | None:
+    return _loop_thread
+
+
+def set_event_loop_thread(thread: EventLoopThread | None) -> None:
+    global _loop_thread
+    _loop_thread = thread
+
+
+def run_coroutine(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` on the worker's loop thread, or with ``asyncio.run`` outside a worker."""
+    thread = _loop_thread
+    if thread is None:
+        return asyncio.run(coro)
+    return thread.run_coroutine(coro)

@@ -1,0 +1,362 @@
+"""The broker contract, the message proxy and consumers, and the process-wide default broker."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from .common import (
+    current_millis,
+    dq_name,
+    validate_delay,
+    validate_priority,
+    validate_queue_name,
+)
+from .errors import ActorNotFound, InvalidOption, MiddlewareError, QueueNotFound
+from .message import Message
+from .middleware.middleware import HOOKS, Middleware
+
+if TYPE_CHECKING:
+    from .actors import Actor
+    from .results.backend import ResultBackend
+
+logger = logging.getLogger("liteq.broker")
+
+
+class MessageProxy:
+    """A received message plus its delivery state (failure, exception, broker handle)."""
+
+    __slots__ = ("_message", "_exception", "failed", "handle", "options")
+
+    def __init__(self, message: Message, handle: Any = None) -> None:
+        self._message = message
+        self._exception: BaseException | None = None
+        self.failed = False
+        self.handle = handle
+        self.options = message.options
+
+    def fail(self) -> None:
+        """Mark the message failed: it will be nacked (dead-lettered), not acked."""
+        self.failed = True
+
+    def stuff_exception(self, exception: BaseException) -> None:
+        self._exception = exception
+
+    def clear_exception(self) -> None:
+        self._exception = None
+
+    @property
+    def message(self) -> Message:
+        return self._message
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._message, name)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, MessageProxy):
+            other = other._message
+        return self._message == other
+
+    def __hash__(self) -> int:
+        return hash(self._message.message_id)
+
+    def __str__(self) -> str:
+        return str(self._message)
+
+    def __repr__(self) -> str:
+        return f"MessageProxy({self._message!r})"
+
+
+class Consumer:
+    """Receives messages from some queues of a broker.
+
+    The worker drives consumers through :meth:`exchange`, which acknowledges finished
+    messages and claims new ones in one round trip; brokers that cannot do both at
+    once inherit the per-message fallback below. ``__next__``/``ack``/``nack`` give
+    the iterator interface Dramatiq users know.
+    """
+
+    def exchange(self, done: list[MessageProxy], want: int) -> list[MessageProxy]:
+        """Ack or nack (``proxy.failed``) every message in ``done``, then claim up to ``want``."""
+        for proxy in done:
+            if proxy.failed:
+                self.nack(proxy)
+            else:
+                self.ack(proxy)
+        received: list[MessageProxy] = []
+        while len(received) < want:
+            proxy = self.poll()
+            if proxy is None:
+                break
+            received.append(proxy)
+        return received
+
+    def poll(self) -> MessageProxy | None:
+        """Claim one message without waiting, or return None."""
+        raise NotImplementedError
+
+    def wait(self, timeout: float) -> None:
+        """Block up to ``timeout`` seconds or until a message may be available."""
+        raise NotImplementedError
+
+    def wakeup(self) -> None:
+        """Make a concurrent :meth:`wait` return now (thread-safe)."""
+        raise NotImplementedError
+
+    def ack(self, message: MessageProxy) -> None:
+        raise NotImplementedError
+
+    def nack(self, message: MessageProxy) -> None:
+        raise NotImplementedError
+
+    def requeue(self, messages: Iterable[MessageProxy]) -> None:
+        """Return claimed-but-unstarted messages to their queue."""
+
+    def close(self) -> None:
+        """Release the consumer's resources."""
+
+    def __iter__(self) -> Iterator[MessageProxy | None]:
+        return self
+
+    def __next__(self) -> MessageProxy | None:
+        proxy = self.poll()
+        if proxy is None:
+            self.wait(self.timeout / 1000)
+            proxy = self.poll()
+        return proxy
+
+    timeout: int = 1000
+
+
+class Broker:
+    """Carries messages between actors and workers; subclasses store them somewhere."""
+
+    def __init__(self, middleware: list[Middleware] | None = None) -> None:
+        from .middleware import default_middleware
+
+        self.logger = logging.getLogger(f"liteq.{type(self).__name__}")
+        self.actors: dict[str, Actor] = {}
+        self.queues: dict[str, Any] = {}
+        self.delay_queues: set[str] = set()
+        self.actor_options: set[str] = set()
+        self.middleware: list[Middleware] = []
+        self._hooks: dict[str, list[Any]] = {hook: [] for hook in HOOKS}
+        if middleware is None:
+            middleware = [m() for m in default_middleware]
+        for m in middleware:
+            self.add_middleware(m)
+
+    def add_middleware(
+        self, middleware: Middleware, *, before: type | None = None, after: type | None = None
+    ) -> None:
+        """Add ``middleware``, optionally right before or after an existing middleware class."""
+        if before and after:
+            raise ValueError("give either before or after, not both")
+        if before or after:
+            ref = before or after
+            positions = [i for i, m in enumerate(self.middleware) if isinstance(m, ref)]
+            if not positions:
+                raise ValueError(f"middleware {ref.__name__} is not on this broker")
+            index = positions[0] if before else positions[-1] + 1
+            self.middleware.insert(index, middleware)
+        else:
+            self.middleware.append(middleware)
+        if sum(type(m) is type(middleware) for m in self.middleware) > 1:
+            self.logger.warning("middleware %s was added twice", type(middleware).__name__)
+        self.actor_options |= middleware.actor_options
+        self._rebuild_hooks()
+        for actor_name in self.actors:
+            middleware.after_declare_actor(self, self.actors[actor_name])
+        for queue_name in self.queues:
+            middleware.after_declare_queue(self, queue_name)
+        for queue_name in self.delay_queues:
+            middleware.after_declare_delay_queue(self, queue_name)
+
+    def _rebuild_hooks(self) -> None:
+        for hook in HOOKS:
+            fns = [getattr(m, hook) for m in self.middleware if m.implements(hook)]
+            self._hooks[hook] = fns[::-1] if hook.startswith("after_") else fns
+
+    def hooks(self, name: str) -> list[Any]:
+        """The bound methods to call for hook ``name``, in calling order."""
+        return self._hooks[name]
+
+    def emit_before(self, signal: str, *args: Any, **kwargs: Any) -> None:
+        """Call ``before_<signal>`` in order; MiddlewareError propagates, others are logged."""
+        for fn in self._hooks["before_" + signal]:
+            try:
+                fn(self, *args, **kwargs)
+            except MiddlewareError:
+                raise
+            except Exception:
+                self.logger.critical("middleware hook before_%s failed", signal, exc_info=True)
+
+    def emit_after(self, signal: str, *args: Any, **kwargs: Any) -> None:
+        """Call ``after_<signal>`` in reverse order; errors are logged and swallowed."""
+        for fn in self._hooks["after_" + signal]:
+            try:
+                fn(self, *args, **kwargs)
+            except Exception:
+                self.logger.critical("middleware hook after_%s failed", signal, exc_info=True)
+
+    def declare_actor(self, actor: Actor) -> None:
+        """Register ``actor`` and declare its queue; a second actor of the same name is refused."""
+        if actor.actor_name in self.actors:
+            raise ValueError(f"an actor named {actor.actor_name!r} is already declared")
+        unknown = set(actor.options) - self.actor_options
+        if unknown:
+            raise InvalidOption(_unknown_options_message(unknown, self))
+        self.emit_before("declare_actor", actor)
+        self.declare_queue(actor.queue_name)
+        self.actors[actor.actor_name] = actor
+        self.emit_after("declare_actor", actor)
+
+    def declare_queue(self, queue_name: str) -> None:
+        """Make ``queue_name`` known (idempotent); brokers create storage in ``_create_queue``."""
+        if queue_name in self.queues:
+            return
+        validate_queue_name(queue_name)
+        self.emit_before("declare_queue", queue_name)
+        self.queues[queue_name] = self._create_queue(queue_name)
+        self.emit_after("declare_queue", queue_name)
+        delay_name = dq_name(queue_name)
+        if delay_name not in self.delay_queues:
+            self.delay_queues.add(delay_name)
+            self.emit_after("declare_delay_queue", delay_name)
+
+    def _create_queue(self, queue_name: str) -> Any:
+        return None
+
+    def enqueue(self, message: Message, *, delay: int | None = None) -> Message:
+        raise NotImplementedError
+
+    def prepare_message(self, message: Message, delay: int | None) -> tuple[Message, int, int]:
+        """Validate ``message`` for enqueueing; return it (with ``eta`` when delayed), ETA, priority.
+
+        Raises before anything is written: unknown queue, bad delay or priority.
+        """
+        if message.queue_name not in self.queues:
+            raise QueueNotFound(f"queue {message.queue_name!r} is not declared on this broker")
+        delay = validate_delay(delay)
+        options = message.options
+        if delay is not None:
+            message = message.copy(options={"eta": current_millis() + delay})
+            options = message.options
+        eta = options.get("eta")
+        if eta is None:
+            eta = current_millis()
+        elif isinstance(eta, bool) or not isinstance(eta, int):
+            raise InvalidOption(f"eta must be integer milliseconds, got {eta!r}")
+        priority = options.get("priority")
+        if priority is None:
+            actor = self.actors.get(message.actor_name)
+            priority = actor.priority if actor is not None else 0
+        else:
+            validate_priority(priority)
+        return message, eta, priority
+
+    def consume(self, queue_names: str | Iterable[str], *, prefetch: int = 1,
+                timeout: int = 1000) -> Consumer:
+        raise NotImplementedError
+
+    def get_actor(self, actor_name: str) -> Actor:
+        try:
+            return self.actors[actor_name]
+        except KeyError:
+            raise ActorNotFound(f"actor {actor_name!r} is not declared on this broker") from None
+
+    def get_declared_actors(self) -> set[str]:
+        return set(self.actors)
+
+    def get_declared_queues(self) -> set[str]:
+        return set(self.queues)
+
+    def get_declared_delay_queues(self) -> set[str]:
+        return set(self.delay_queues)
+
+    def get_results_backend(self) -> ResultBackend:
+        from .results import Results
+
+        for m in self.middleware:
+            if isinstance(m, Results):
+                return m.backend
+        raise RuntimeError("this broker has no Results middleware")
+
+    def flush(self, queue_name: str) -> None:
+        raise NotImplementedError
+
+    def flush_all(self) -> None:
+        raise NotImplementedError
+
+    def join(self, queue_name: str, *, timeout: int | None = None,
+             fail_fast: bool | None = None) -> None:
+        raise NotImplementedError
+
+    @property
+    def dead_letters(self) -> list[Message]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release connections; the broker is unusable afterwards."""
+
+
+def _unknown_options_message(unknown: set[str], broker: Broker) -> str:
+    from .middleware import known_option_owners
+
+    parts = []
+    for name in sorted(unknown):
+        owner = known_option_owners().get(name)
+        hint = f" (add the {owner} middleware to the broker)" if owner else ""
+        parts.append(f"{name!r}{hint}")
+    return (
+        "unknown actor option(s): " + ", ".join(parts)
+        + f"; this broker accepts {sorted(broker.actor_options)}"
+        + ". Did you forget to add a middleware?"
+    )
+
+
+_lock = threading.Lock()
+_broker: Broker | None = None
+
+
+def broker_from_url(url: str, **kwargs: Any) -> Broker:
+    """Build a broker from ``sqlite:///path``, ``redis://…`` or ``amqp://…``."""
+    scheme = url.split(":", 1)[0].lower()
+    if scheme == "sqlite":
+        from .store import SqliteBroker
+
+        return SqliteBroker(url=url, **kwargs)
+    if scheme in ("redis", "rediss", "unix"):
+        from .redis_compat import RedisBroker
+
+        return RedisBroker(url=url, **kwargs)
+    if scheme in ("amqp", "amqps"):
+        from .brokers.rabbitmq import RabbitmqBroker
+
+        return RabbitmqBroker(url=url, **kwargs)
+    raise ValueError(f"unsupported broker URL scheme {scheme!r} in LITEQ_BROKER_URL or --broker")
+
+
+def get_broker() -> Broker:
+    """The process-wide broker; built from ``LITEQ_BROKER_URL`` or ``./liteq.db`` on first use."""
+    global _broker
+    if _broker is None:
+        with _lock:
+            if _broker is None:
+                url = os.environ.get("LITEQ_BROKER_URL")
+                if url:
+                    _broker = broker_from_url(url)
+                else:
+                    from .store import SqliteBroker
+
+                    _broker = SqliteBroker("liteq.db")
+    return _broker
+
+
+def set_broker(broker: Broker) -> None:
+    """Make ``broker`` the process-wide default broker."""
+    global _broker
+    _broker = broker

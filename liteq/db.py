@@ -1,0 +1,146 @@
+"""SQLite connections: WAL, a microsecond-scale busy handler, retried write transactions.
+
+One ``Database`` per file per process holds the single write connection every liteq
+component in that process shares (broker, result backend, rate limiters), guarded by
+a lock, because SQLite has one write lock per file and two connections of one process
+fighting for it only add waiting. After ``fork`` a child opens its own connection.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import apsw
+
+from .errors import DatabaseUnavailable
+
+T = TypeVar("T")
+
+#: How long one write transaction may wait for the lock before liteq gives up.
+WRITE_TIMEOUT = 60.0
+_BUSY_SLICE = 2.0
+
+
+def _busy_handler() -> Callable[[int], bool]:
+    """Sleep 20 µs, doubling to 1 ms, for up to ``_BUSY_SLICE`` seconds per attempt."""
+    started = [0.0]
+
+    def handler(count: int) -> bool:
+        now = time.monotonic()
+        if count == 0:
+            started[0] = now
+        elif now - started[0] > _BUSY_SLICE:
+            return False
+        time.sleep(min(0.00002 * (2 ** min(count, 6)), 0.001))
+        return True
+
+    return handler
+
+
+def create_private_file(path: str) -> None:
+    """Create ``path`` with mode 0600 if missing (SQLite gives -wal/-shm the same mode)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise DatabaseUnavailable(f"cannot create database {path!r}: {directory} does not exist")
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        return
+    except OSError as e:
+        raise DatabaseUnavailable(f"cannot create database {path!r}: {e.strerror}") from e
+    os.close(fd)
+
+
+def open_connection(path: str, *, durable: bool = False) -> apsw.Connection:
+    """Open ``path`` in WAL mode with liteq's pragmas and busy handler."""
+    create_private_file(path)
+    try:
+        conn = apsw.Connection(path)
+        conn.set_busy_handler(_busy_handler())
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+        conn.execute("PRAGMA wal_autocheckpoint=10000")
+        conn.execute("PRAGMA journal_size_limit=67108864")
+        conn.execute("PRAGMA temp_store=MEMORY")
+    except apsw.CantOpenError as e:
+        raise DatabaseUnavailable(f"cannot open database {path!r}: {e}") from e
+    except apsw.NotADBError as e:
+        raise DatabaseUnavailable(f"{path!r} is not a SQLite database: {e}") from e
+    return conn
+
+
+class Database:
+    """The per-process, fork-aware write connection of one database file."""
+
+    _instances: dict[tuple[str, int, bool], Database] = {}
+    _instances_lock = threading.Lock()
+
+    def __init__(self, path: str, *, durable: bool = False) -> None:
+        self.path = path
+        self.durable = durable
+        self.lock = threading.RLock()
+        self._conn: apsw.Connection | None = None
+        self._pid = -1
+
+    @classmethod
+    def shared(cls, path: str, *, durable: bool = False) -> Database:
+        """The process's ``Database`` for ``path`` (one write connection per file)."""
+        key = (os.path.realpath(path), os.getpid(), durable)
+        with cls._instances_lock:
+            db = cls._instances.get(key)
+            if db is None:
+                db = cls._instances[key] = cls(path, durable=durable)
+            return db
+
+    @property
+    def conn(self) -> apsw.Connection:
+        """The connection, reopened in a forked child (a parent's connection is never reused)."""
+        if self._pid != os.getpid():
+            self._conn = open_connection(self.path, durable=self.durable)
+            self._pid = os.getpid()
+        return self._conn  # type: ignore[return-value]
+
+    def write(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(conn, *args)`` in ``BEGIN IMMEDIATE``, retrying on lock contention.
+
+        ``fn`` must be safe to run again: a busy database rolls it back and retries.
+        """
+        deadline = time.monotonic() + WRITE_TIMEOUT
+        with self.lock:
+            conn = self.conn
+            while True:
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                    try:
+                        result = fn(conn, *args)
+                        conn.execute("COMMIT")
+                        return result
+                    except BaseException:
+                        if not conn.in_transaction:
+                            raise
+                        conn.execute("ROLLBACK")
+                        raise
+                except apsw.BusyError:
+                    if time.monotonic() > deadline:
+                        raise DatabaseUnavailable(
+                            f"database {self.path!r} stayed locked for {WRITE_TIMEOUT:.0f}s"
+                        ) from None
+                except (apsw.FullError, apsw.ReadOnlyError, apsw.IOError,
+                        apsw.CantOpenError) as e:
+                    raise DatabaseUnavailable(f"cannot write database {self.path!r}: {e}") from e
+
+    def read(self, sql: str, params: Any = ()) -> list[tuple]:
+        """Run a read-only query on the shared connection and return all rows."""
+        with self.lock:
+            return self.conn.execute(sql, params).fetchall()
+
+    def close(self) -> None:
+        with self.lock:
+            if self._conn is not None and self._pid == os.getpid():
+                self._conn.close()
+            self._conn = None
+            self._pid = -1

@@ -1,0 +1,132 @@
+"""Every exception liteq raises, in one place (names follow Dramatiq's)."""
+
+from __future__ import annotations
+
+
+class LiteqError(Exception):
+    """Base class of liteq's errors; ``.message`` holds the text."""
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return str(self.message)
+
+
+class DecodeError(LiteqError):
+    """A message body could not be decoded."""
+
+    def __init__(self, message: str, data: object = None, error: BaseException | None = None):
+        super().__init__(message)
+        self.data = data
+        self.error = error
+
+
+class EncodeError(LiteqError, TypeError):
+    """A message's arguments could not be encoded (nothing was written)."""
+
+
+class BrokerError(LiteqError):
+    """Base class of broker errors."""
+
+
+class ActorNotFound(BrokerError):
+    """A message names an actor this broker does not know."""
+
+
+class QueueNotFound(BrokerError):
+    """A queue was used before it was declared."""
+
+
+class InvalidQueueName(LiteqError, ValueError):
+    """A queue name does not match ``[a-zA-Z_][a-zA-Z0-9._-]*``."""
+
+
+class InvalidOption(LiteqError, ValueError):
+    """An actor or message option is unknown or has a bad value."""
+
+
+class BrokerConnectionError(BrokerError):
+    """The broker could not be reached."""
+
+
+class ConnectionFailed(BrokerConnectionError):
+    """Connecting to the broker failed."""
+
+
+class ConnectionClosed(BrokerConnectionError):
+    """The connection to the broker was lost."""
+
+
+class DatabaseError(BrokerError):
+    """The SQLite file cannot serve as a liteq database."""
+
+
+class NotALiteqDatabase(DatabaseError):
+    """The file is a database of some other application."""
+
+
+class SchemaTooNew(DatabaseError):
+    """The file was written by a newer liteq with a schema this one does not know."""
+
+
+class DatabaseUnavailable(DatabaseError):
+    """The file cannot be opened or written (missing directory, read-only, full disk)."""
+
+
+class QueueJoinTimeout(LiteqError):
+    """``Broker.join`` ran out of time before the queue was empty."""
+
+
+class RateLimitExceeded(LiteqError):
+    """A rate limiter could not acquire a slot."""
+
+
+class Retry(LiteqError):  # noqa: N818 - Dramatiq's name
+    """Raised by an actor to ask for a retry, optionally after ``delay`` ms."""
+
+    def __init__(self, message: str = "", delay: int | None = None) -> None:
+        super().__init__(message)
+        self.delay = delay
+
+
+class ResultError(LiteqError):
+    """Base class of result errors."""
+
+
+class ResultTimeout(ResultError):
+    """The result did not arrive in time."""
+
+
+class ResultMissing(ResultError):
+    """There is no result (yet)."""
+
+
+class ResultFailure(ResultError):
+    """The actor raised instead of returning a result."""
+
+    def __init__(self, message: str = "", orig_exc_type: str = "", orig_exc_msg: str = ""):
+        super().__init__(message)
+        self.orig_exc_type = orig_exc_type
+        self.orig_exc_msg = orig_exc_msg
+
+
+class MiddlewareError(Exception):
+    """Base class of errors middleware raise on purpose; they propagate out of hooks."""
+
+
+class SkipMessage(MiddlewareError):  # noqa: N818 - Dramatiq's name
+    """Raised by a ``before_process_message`` hook to skip the message."""
+
+
+class Interrupt(BaseException):  # noqa: N818 - Dramatiq's name
+    """Raised asynchronously in a worker thread; not an Exception so it is not swallowed."""
+
+
+class TimeLimitExceeded(Interrupt):  # noqa: N818 - Dramatiq's name
+    """The actor ran past its time limit."""
+
+
+class Shutdown(Interrupt):  # noqa: N818 - Dramatiq's name
+    """The worker is shutting down."""

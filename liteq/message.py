@@ -1,0 +1,122 @@
+"""The message: Dramatiq's seven-field envelope, immutable apart from ``options``."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import uuid
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from .encoder import get_encoder
+from .errors import DecodeError
+
+if TYPE_CHECKING:
+    from .composition import pipeline
+    from .results.backend import ResultBackend
+
+R = TypeVar("R")
+
+_FIELDS = (
+    "queue_name", "actor_name", "args", "kwargs", "options", "message_id", "message_timestamp",
+)
+
+
+def generate_unique_id() -> str:
+    """A fresh uuid4 string, as message ids are."""
+    return str(uuid.uuid4())
+
+
+@dataclasses.dataclass(frozen=True)
+class Message(Generic[R]):
+    """One task invocation: which actor, on which queue, with what arguments and options."""
+
+    queue_name: str
+    actor_name: str
+    args: tuple
+    kwargs: dict[str, Any]
+    options: dict[str, Any]
+    message_id: str = dataclasses.field(default_factory=generate_unique_id)
+    message_timestamp: int = dataclasses.field(default_factory=lambda: int(time.time() * 1000))
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.args, tuple):
+            object.__setattr__(self, "args", tuple(self.args))
+
+    @classmethod
+    def decode(cls, data: bytes) -> Message:
+        """Build a message from bytes made by :meth:`encode`; raises ``DecodeError``."""
+        fields = get_encoder().decode(data)
+        if not isinstance(fields, dict) or set(fields) != set(_FIELDS):
+            raise DecodeError(f"not a message envelope: {data[:200]!r}", data)
+        try:
+            return cls(**fields)
+        except Exception as e:
+            raise DecodeError(f"bad message envelope: {e}", data, e) from e
+
+    def encode(self) -> bytes:
+        """Serialize with the global encoder (JSON unless configured otherwise)."""
+        return get_encoder().encode(self.asdict())
+
+    def asdict(self) -> dict[str, Any]:
+        """A shallow dict of the seven fields (``options`` is shared, not copied)."""
+        return {
+            "queue_name": self.queue_name,
+            "actor_name": self.actor_name,
+            "args": self.args,
+            "kwargs": self.kwargs,
+            "options": self.options,
+            "message_id": self.message_id,
+            "message_timestamp": self.message_timestamp,
+        }
+
+    _asdict = asdict
+
+    def _replace(self, **changes: Any) -> Message:
+        return dataclasses.replace(self, **changes)
+
+    def copy(self, **attributes: Any) -> Message:
+        """A new message with some fields replaced; ``options`` are merged, not replaced."""
+        updated = dict(self.options)
+        updated.update(attributes.pop("options", {}))
+        return dataclasses.replace(self, options=updated, **attributes)
+
+    @property
+    def message_datetime(self) -> datetime:
+        """When the message was first created, as a UTC datetime."""
+        return datetime.fromtimestamp(self.message_timestamp / 1000, tz=timezone.utc)
+
+    def get_result(
+        self,
+        *,
+        backend: ResultBackend | None = None,
+        block: bool = False,
+        timeout: int | None = None,
+    ) -> R:
+        """Fetch this message's result from ``backend`` or the global broker's Results."""
+        if backend is None:
+            from .broker import get_broker
+            from .results import Results
+
+            for middleware in get_broker().middleware:
+                if isinstance(middleware, Results):
+                    backend = middleware.backend
+                    break
+            else:
+                raise RuntimeError("the default broker has no Results middleware")
+        return backend.get_result(self, block=block, timeout=timeout)
+
+    def __or__(self, other: Any) -> pipeline:
+        from .composition import pipeline
+
+        return pipeline([self, other])
+
+    def __lt__(self, other: Message) -> bool:
+        return dataclasses.astuple(self) < dataclasses.astuple(other)
+
+    def __str__(self) -> str:
+        params = ", ".join(repr(a) for a in self.args)
+        if self.kwargs:
+            params += ", " if params else ""
+            params += ", ".join(f"{k}={v!r}" for k, v in self.kwargs.items())
+        return f"{self.actor_name}({params})"

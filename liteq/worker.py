@@ -1,0 +1,277 @@
+"""The in-process worker: one consumer thread claiming in batches, N worker threads.
+
+The consumer thread is the only one that talks to the broker on the hot path: each
+round trip acknowledges the messages the worker threads finished and claims enough
+new ones to keep them busy (prefetch). Hand-offs use ``SimpleQueue``, the cheapest
+thread-safe queue, and hooks are dispatched only to middleware that implement them.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from queue import Empty, SimpleQueue
+from typing import Any
+
+from .asyncio import EventLoopThread, get_event_loop_thread, set_event_loop_thread
+from .broker import Broker, Consumer, MessageProxy
+from .errors import ActorNotFound, RateLimitExceeded, Retry, SkipMessage
+
+logger = logging.getLogger("liteq.worker")
+
+_STOP = object()
+
+
+class Worker:
+    """Consumes ``queues`` (all declared ones by default) of ``broker`` in this process."""
+
+    def __init__(
+        self,
+        broker: Broker,
+        *,
+        queues: list[str] | set[str] | None = None,
+        worker_timeout: int = 1000,
+        worker_threads: int = 8,
+        prefetch: int | None = None,
+    ) -> None:
+        if worker_threads < 1:
+            raise ValueError("worker_threads must be at least 1")
+        self.broker = broker
+        self.queues = set(queues) if queues else None
+        self.worker_timeout = worker_timeout
+        self.worker_threads = worker_threads
+        self.prefetch = prefetch or worker_threads * 4
+        self.consumer: Consumer | None = None
+        self.work: SimpleQueue[Any] = SimpleQueue()
+        self.done: SimpleQueue[MessageProxy] = SimpleQueue()
+        self.threads: list[WorkerThread] = []
+        self.consumer_thread: ConsumerThread | None = None
+        self._own_loop: EventLoopThread | None = None
+        self.processed = 0
+
+    @property
+    def queue_names(self) -> list[str]:
+        return sorted(self.queues or self.broker.get_declared_queues())
+
+    def start(self) -> None:
+        """Boot the threads; returns at once."""
+        self.broker.emit_before("worker_boot", self)
+        if get_event_loop_thread() is None and any(
+            getattr(a, "is_async", False) for a in self.broker.actors.values()
+        ):
+            self._own_loop = EventLoopThread(logger)
+            self._own_loop.start(timeout=10)
+            set_event_loop_thread(self._own_loop)
+        self.consumer = self.broker.consume(
+            self.queue_names, prefetch=self.prefetch, timeout=self.worker_timeout
+        )
+        for i in range(self.worker_threads):
+            thread = WorkerThread(self, i)
+            thread.start()
+            self.threads.append(thread)
+        self.consumer_thread = ConsumerThread(self, self.consumer)
+        self.consumer_thread.start()
+        self.broker.emit_after("worker_boot", self)
+
+    def pause(self) -> None:
+        """Stop claiming new messages; running ones go on."""
+        if self.consumer_thread:
+            self.consumer_thread.paused = True
+
+    def resume(self) -> None:
+        if self.consumer_thread:
+            self.consumer_thread.paused = False
+            self.consumer_thread.nudge()
+
+    def stop(self, timeout: int = 600000) -> None:
+        """Stop claiming, return unstarted messages, let running ones finish within ``timeout`` ms."""
+        self.broker.emit_before("worker_shutdown", self)
+        if self.consumer_thread:
+            self.consumer_thread.shutdown(timeout / 1000)
+        if self._own_loop is not None:
+            self._own_loop.stop()
+            set_event_loop_thread(None)
+            self._own_loop = None
+        self.broker.emit_after("worker_shutdown", self)
+
+    def join(self) -> None:
+        """Wait until this worker's queues are drained (for tests)."""
+        for name in self.queue_names:
+            self.broker.join(name, fail_fast=False)
+
+
+class ConsumerThread(threading.Thread):
+    """Acks finished messages and claims new ones, one broker round trip at a time."""
+
+    def __init__(self, worker: Worker, consumer: Consumer) -> None:
+        super().__init__(name="liteq-consumer", daemon=True)
+        self.worker = worker
+        self.consumer = consumer
+        self.paused = False
+        self.stopping = False
+        self.idle = False
+        self.outstanding = 0
+        self._stopped = threading.Event()
+
+    def nudge(self) -> None:
+        """Wake the consumer if it is waiting (called by worker threads when they finish)."""
+        if self.idle:
+            self.consumer.wakeup()
+
+    def _drain_done(self) -> list[MessageProxy]:
+        done = []
+        get = self.worker.done.get_nowait
+        try:
+            while True:
+                done.append(get())
+        except Empty:
+            return done
+
+    def run(self) -> None:
+        broker = self.worker.broker
+        broker.emit_after("consumer_thread_boot", self)
+        prefetch = self.worker.prefetch
+        low_water = max(prefetch // 2, 1)
+        timeout = self.worker.worker_timeout / 1000
+        put = self.worker.work.put
+        pending: list[MessageProxy] = []
+        try:
+            while not self.stopping:
+                pending += self._drain_done()
+                want = 0
+                if not self.paused and self.outstanding <= low_water:
+                    want = prefetch - self.outstanding
+                if pending or want:
+                    try:
+                        received = self.consumer.exchange(pending, want)
+                    except Exception:
+                        logger.exception("broker round trip failed; retrying in 1s")
+                        self._stopped.wait(1.0)
+                        continue
+                    self._after_settle(pending)
+                    self.outstanding += len(received) - len(pending)
+                    pending = []
+                    for proxy in received:
+                        put(proxy)
+                    if received:
+                        continue
+                self.idle = True
+                if self.worker.done.empty() and not self.stopping:
+                    self.consumer.wait(timeout)
+                self.idle = False
+        finally:
+            self._finish(pending)
+            broker.emit_before("consumer_thread_shutdown", self)
+
+    def _after_settle(self, settled: list[MessageProxy]) -> None:
+        broker = self.worker.broker
+        if not settled or not (broker.hooks("after_ack") or broker.hooks("after_nack")):
+            return
+        for proxy in settled:
+            broker.emit_after("nack" if proxy.failed else "ack", proxy)
+
+    def _finish(self, pending: list[MessageProxy]) -> None:
+        """Requeue unstarted messages, wait for running ones, settle what finished."""
+        unstarted = []
+        try:
+            while True:
+                item = self.worker.work.get_nowait()
+                if item is not _STOP:
+                    unstarted.append(item)
+        except Empty:
+            pass
+        for _ in self.worker.threads:
+            self.worker.work.put(_STOP)
+        if unstarted:
+            self.consumer.requeue(unstarted)
+            self.outstanding -= len(unstarted)
+        deadline = time.monotonic() + self._grace
+        for thread in self.worker.threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        pending += self._drain_done()
+        if pending:
+            try:
+                self.consumer.exchange(pending, 0)
+                self._after_settle(pending)
+            except Exception:
+                logger.exception("could not acknowledge %d messages at shutdown", len(pending))
+        self.consumer.close()
+        self._stopped.set()
+
+    _grace = 600.0
+
+    def shutdown(self, grace: float) -> None:
+        self._grace = grace
+        self.stopping = True
+        self.consumer.wakeup()
+        self._stopped.wait()
+
+
+class WorkerThread(threading.Thread):
+    """Runs messages: before hooks, the actor, after hooks; then hands them back."""
+
+    def __init__(self, worker: Worker, index: int) -> None:
+        super().__init__(name=f"liteq-worker-{index}", daemon=True)
+        self.worker = worker
+
+    def run(self) -> None:
+        broker = self.worker.broker
+        broker.emit_after("worker_thread_boot", self)
+        get = self.worker.work.get
+        process = self.process_message
+        try:
+            while True:
+                proxy = get()
+                if proxy is _STOP:
+                    return
+                process(proxy)
+        finally:
+            broker.emit_before("worker_thread_shutdown", self)
+
+    def process_message(self, proxy: MessageProxy) -> None:
+        broker = self.worker.broker
+        try:
+            actor = broker.actors.get(proxy._message.actor_name)
+            if actor is None:
+                proxy.fail()
+                raise ActorNotFound(
+                    f"actor {proxy._message.actor_name!r} is not declared in this worker"
+                )
+            for hook in broker._hooks["before_process_message"]:
+                hook(broker, proxy)
+            message = proxy._message
+            if actor.is_async:
+                from .asyncio import run_coroutine
+
+                result = run_coroutine(actor.fn(*message.args, **message.kwargs))
+            else:
+                result = actor.fn(*message.args, **message.kwargs)
+            for hook in broker._hooks["after_process_message"]:
+                try:
+                    hook(broker, proxy, result=result)
+                except Exception:
+                    logger.critical("after_process_message hook failed", exc_info=True)
+        except SkipMessage:
+            broker.emit_after("skip_message", proxy)
+        except BaseException as exc:
+            self._log_failure(proxy, exc)
+            proxy.stuff_exception(exc)
+            broker.emit_after("process_message", proxy, exception=exc)
+        finally:
+            self.worker.processed += 1
+            self.worker.done.put(proxy)
+            consumer_thread = self.worker.consumer_thread
+            if consumer_thread is not None and consumer_thread.idle:
+                consumer_thread.consumer.wakeup()
+
+    @staticmethod
+    def _log_failure(proxy: MessageProxy, exc: BaseException) -> None:
+        message = proxy._message
+        if isinstance(exc, (Retry, RateLimitExceeded)):
+            logger.debug("%s asked for a retry of message %s: %r", message.actor_name,
+                         message.message_id, exc)
+            return
+        logger.error("actor %s failed on message %s: %s: %s", message.actor_name,
+                     message.message_id, type(exc).__name__, exc)
+        logger.debug("traceback of message %s", message.message_id, exc_info=exc)
