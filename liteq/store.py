@@ -1,0 +1,11 @@
+"""Placeholder: the SQLite broker is being written."""
+
+from .broker import Broker, Consumer
+
+
+class SqliteBroker(Broker):
+    pass
+
+
+class SqliteConsumer(Consumer):
+    pass
