@@ -234,7 +234,7 @@ class Broker:
         raise NotImplementedError
 
     def prepare_message(self, message: Message, delay: int | None) -> tuple[Message, int, int]:
-        """Validate ``message`` for enqueueing; return it (with ``eta`` when delayed), ETA, priority.
+        """Validate ``message``; return it (with ``eta`` if delayed), its ETA and priority.
 
         Raises before anything is written: unknown queue, bad delay or priority.
         """

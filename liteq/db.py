@@ -85,6 +85,9 @@ class Database:
         self.lock = threading.RLock()
         self._conn: apsw.Connection | None = None
         self._pid = -1
+        #: Enqueues committed through this process's connection, which ``PRAGMA
+        #: data_version`` cannot show to consumers sharing the connection.
+        self.local_enqueues = 0
 
     @classmethod
     def shared(cls, path: str, *, durable: bool = False) -> Database:
@@ -109,21 +112,31 @@ class Database:
 
         ``fn`` must be safe to run again: a busy database rolls it back and retries.
         """
+
+        def transaction(conn: apsw.Connection) -> T:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(conn, *args)
+                conn.execute("COMMIT")
+                return result
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
+        return self._retrying(transaction)
+
+    def execute(self, sql: str, params: Any = ()) -> None:
+        """Run one write statement as its own (implicit) transaction, retrying when busy."""
+        self._retrying(lambda conn: conn.execute(sql, params))
+
+    def _retrying(self, op: Callable[[apsw.Connection], T]) -> T:
         deadline = time.monotonic() + WRITE_TIMEOUT
         with self.lock:
             conn = self.conn
             while True:
                 try:
-                    conn.execute("BEGIN IMMEDIATE")
-                    try:
-                        result = fn(conn, *args)
-                        conn.execute("COMMIT")
-                        return result
-                    except BaseException:
-                        if not conn.in_transaction:
-                            raise
-                        conn.execute("ROLLBACK")
-                        raise
+                    return op(conn)
                 except apsw.BusyError:
                     if time.monotonic() > deadline:
                         raise DatabaseUnavailable(

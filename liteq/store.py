@@ -1,11 +1,244 @@
-"""Placeholder: the SQLite broker is being written."""
+"""The SQLite broker: one database file is the queue (liteq's default broker).
 
-from .broker import Broker, Consumer
+Enqueue is one short transaction (or part of the caller's own transaction on the
+same file); workers claim and acknowledge in batches through ``liteq.lease``. The
+SQL lives in ``liteq.schema`` next to the indexes that serve it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+from . import dead_letters as dl
+from . import schema as q
+from .broker import Broker
+from .common import current_millis
+from .db import Database
+from .errors import QueueJoinTimeout, QueueNotFound
+from .lease import SqliteConsumer, owner_prefix
+from .message import Message
+from .middleware.middleware import Middleware
+
+#: Dead letters are kept this long (ms) before they expire: 7 days, as in Dramatiq.
+DEAD_LETTER_TTL = 7 * 24 * 3600 * 1000
+
+
+def path_from_url(url: str) -> str:
+    """``sqlite:///relative.db`` or ``sqlite:////absolute/path.db`` to a file path."""
+    parsed = urlparse(url)
+    if parsed.scheme != "sqlite" or parsed.netloc not in ("", "localhost"):
+        raise ValueError(f"not a sqlite URL: {url!r} (expected sqlite:///path/to/file.db)")
+    path = unquote(parsed.path)
+    if path.startswith("//"):
+        return path[1:]
+    if not path.lstrip("/"):
+        raise ValueError(f"the sqlite URL {url!r} names no file")
+    return path[1:]
 
 
 class SqliteBroker(Broker):
-    pass
+    """Queues in one SQLite file, with priorities, delays, leases and dead letters.
 
+    ``durable=True`` commits with ``synchronous=FULL`` so that an OS crash or a power
+    loss loses nothing either (a process crash loses nothing in any mode).
+    ``lease_ms`` is the visibility timeout of a claimed message that its worker
+    renews by heartbeat; ``max_deliveries`` bounds redeliveries of a message whose
+    worker keeps dying.
+    """
 
-class SqliteConsumer(Consumer):
-    pass
+    is_sqlite = True
+
+    def __init__(
+        self,
+        path: str = "liteq.db",
+        *,
+        url: str | None = None,
+        middleware: list[Middleware] | None = None,
+        durable: bool = False,
+        lease_ms: int = 30000,
+        max_deliveries: int = 5,
+        dead_letter_ttl: int = DEAD_LETTER_TTL,
+    ) -> None:
+        if url is not None:
+            path = path_from_url(url)
+        if lease_ms < 100:
+            raise ValueError(f"lease_ms must be at least 100, got {lease_ms}")
+        if max_deliveries < 1:
+            raise ValueError(f"max_deliveries must be at least 1, got {max_deliveries}")
+        self.path = os.path.abspath(path)
+        self.durable = durable
+        self.lease_ms = lease_ms
+        self.max_deliveries = max_deliveries
+        self.dead_letter_ttl = dead_letter_ttl
+        self.db = Database.shared(self.path, durable=durable)
+        with self.db.lock:
+            q.migrate(self.db.conn, self.path)
+        self._tx = threading.local()
+        self._failures: dict[str, list[BaseException]] = {}
+        super().__init__(middleware)
+
+    def __repr__(self) -> str:
+        return f"SqliteBroker({self.path!r})"
+
+    # -- queues and enqueue -----------------------------------------------------------
+    def _create_queue(self, queue_name: str) -> None:
+        self.db.execute(q.DECLARE_QUEUE, (queue_name, current_millis()))
+
+    def _row(self, message: Message, delay: int | None) -> tuple[Message, tuple]:
+        message, eta, priority = self.prepare_message(message, delay)
+        self.emit_before("enqueue", message, delay)
+        now = current_millis()
+        state = q.DELAYED if eta > now else q.READY
+        return message, (message.queue_name, state, priority, eta, message.message_id,
+                         message.encode(), now)
+
+    def enqueue(self, message: Message, *, delay: int | None = None,
+                connection: Any = None) -> Message:
+        """Store ``message`` (after ``delay`` ms); returns the message workers will receive.
+
+        With ``connection`` (an apsw or ``sqlite3`` connection on this file, or the one
+        set by :meth:`transaction`), the row is written in that connection's open
+        transaction and exists only if the caller commits.
+        """
+        message, row = self._row(message, delay)
+        connection = connection or getattr(self._tx, "conn", None)
+        if connection is None:
+            db = self.db
+            db.execute(q.INSERT_MESSAGE, row)
+            db.local_enqueues += 1
+        else:
+            connection.execute(q.INSERT_MESSAGE, row)
+        self.emit_after("enqueue", message, delay)
+        return message
+
+    def enqueue_many(self, messages: Iterable[Message], *, delay: int | None = None
+                     ) -> list[Message]:
+        """Store many messages in one transaction: all of them, or none on error."""
+        prepared = [self._row(m, delay) for m in messages]
+        rows = [row for _, row in prepared]
+        self.db.write(lambda conn: conn.executemany(q.INSERT_MESSAGE, rows))
+        self.db.local_enqueues += 1
+        sent = [m for m, _ in prepared]
+        for m in sent:
+            self.emit_after("enqueue", m, delay)
+        return sent
+
+    @contextlib.contextmanager
+    def transaction(self, connection: Any) -> Iterator[Any]:
+        """Within this block, this thread's sends are written through ``connection``.
+
+        Use it to commit (or roll back) jobs together with your own rows::
+
+            with conn:                      # your transaction on the same file
+                conn.execute("INSERT INTO orders ...")
+                with broker.transaction(conn):
+                    process_order.send(order_id)
+        """
+        previous = getattr(self._tx, "conn", None)
+        self._tx.conn = connection
+        try:
+            yield connection
+        finally:
+            self._tx.conn = previous
+
+    # -- consuming --------------------------------------------------------------------
+    def consume(self, queue_names: str | Iterable[str], *, prefetch: int = 32,
+                timeout: int = 1000) -> SqliteConsumer:
+        names = [queue_names] if isinstance(queue_names, str) else list(queue_names)
+        for name in names:
+            if name not in self.queues:
+                raise QueueNotFound(f"queue {name!r} is not declared on this broker")
+        return SqliteConsumer(self, names, prefetch=prefetch, timeout=timeout)
+
+    def record_failure(self, queue_name: str, exception: BaseException) -> None:
+        """Remember a dead-lettered message's exception for ``join(fail_fast=True)``."""
+        self._failures.setdefault(queue_name, []).append(exception)
+
+    def release_process(self, pid: int) -> int:
+        """Make the messages leased by process ``pid`` (which died) claimable at once."""
+        prefix = owner_prefix(pid)
+        changed = self.db.write(lambda conn: (conn.execute(q.RELEASE_OWNER, (prefix,)),
+                                              conn.changes())[1])
+        if changed:
+            self.db.local_enqueues += 1
+        return changed
+
+    # -- joining, flushing, stats -------------------------------------------------------
+    def join(self, queue_name: str, *, timeout: int | None = None,
+             fail_fast: bool = False) -> None:
+        """Wait until ``queue_name`` has no ready, delayed or running messages.
+
+        With ``fail_fast``, re-raise the exception of a message of this queue that a
+        worker in this process dead-lettered.
+        """
+        if queue_name not in self.queues:
+            raise QueueNotFound(f"queue {queue_name!r} is not declared on this broker")
+        deadline = None if timeout is None else time.monotonic() + timeout / 1000
+        pause = 0.001
+        while self.db.read(q.QUEUE_BUSY, (queue_name,) * 3)[0][0]:
+            if fail_fast and self._failures.get(queue_name):
+                break
+            if deadline is not None and time.monotonic() >= deadline:
+                raise QueueJoinTimeout(f"queue {queue_name!r} did not drain within {timeout} ms")
+            time.sleep(pause)
+            pause = min(pause * 2, 0.05)
+        if fail_fast and self._failures.get(queue_name):
+            raise self._failures[queue_name].pop(0)
+
+    def flush(self, queue_name: str) -> None:
+        """Delete every message of ``queue_name`` (ready, delayed and running)."""
+        self.db.write(lambda conn: conn.execute(q.FLUSH_QUEUE, (queue_name,)))
+
+    def flush_all(self) -> None:
+        """Delete every message and every dead letter."""
+        self.db.write(lambda conn: conn.execute(
+            "DELETE FROM liteq_messages; DELETE FROM liteq_dead_letters"))
+        self._failures.clear()
+
+    def stats(self) -> dict[str, dict[str, int]]:
+        """Per queue: ready, delayed, running, dead, done and failed counts."""
+        result: dict[str, dict[str, int]] = {}
+        blank = {"ready": 0, "delayed": 0, "running": 0, "dead": 0, "done": 0, "failed": 0}
+        for name, done, failed in self.db.read("SELECT queue, done, failed FROM liteq_queues"):
+            result[name] = dict(blank, done=done, failed=failed)
+        names = {q.READY: "ready", q.DELAYED: "delayed", q.LEASED: "running"}
+        for name, state, count in self.db.read(q.COUNT_BY_STATE):
+            result.setdefault(name, dict(blank))[names[state]] = count
+        for name, count in self.db.read(q.COUNT_DEAD):
+            result.setdefault(name, dict(blank))["dead"] = count
+        return result
+
+    # -- dead letters -------------------------------------------------------------------
+    @property
+    def dead_letters(self) -> list[Message]:
+        """Every dead-lettered message that still decodes, oldest first."""
+        return [m for d in dl.iter_dead(self.db) if (m := d.message) is not None]
+
+    def list_dead_letters(self, queue: str | None = None, limit: int | None = None
+                          ) -> list[dl.DeadLetter]:
+        """Dead letters with their reason and traceback, oldest first."""
+        return list(dl.iter_dead(self.db, queue, limit))
+
+    def get_dead_letter(self, dead_id: int) -> dl.DeadLetter | None:
+        return dl.get_dead(self.db, dead_id)
+
+    def requeue_dead_letters(self, ids: list[int] | None = None, *, queue: str | None = None,
+                             progress: dl.Progress | None = None) -> int:
+        """Move dead letters (given ids, or all of ``queue``, or all) back to their queues."""
+        return dl.requeue(self.db, ids if ids is not None else dl.ids_of(self.db, queue),
+                          progress)
+
+    def purge_dead_letters(self, ids: list[int] | None = None, *, queue: str | None = None,
+                           progress: dl.Progress | None = None) -> int:
+        """Delete dead letters (given ids, or all of ``queue``, or all)."""
+        return dl.purge(self.db, ids if ids is not None else dl.ids_of(self.db, queue),
+                        progress)
+
+    def close(self) -> None:
+        self.db.close()

@@ -85,7 +85,7 @@ class Worker:
             self.consumer_thread.nudge()
 
     def stop(self, timeout: int = 600000) -> None:
-        """Stop claiming, return unstarted messages, let running ones finish within ``timeout`` ms."""
+        """Stop claiming, requeue unstarted messages, give running ones ``timeout`` ms."""
         self.broker.emit_before("worker_shutdown", self)
         if self.consumer_thread:
             self.consumer_thread.shutdown(timeout / 1000)
@@ -142,20 +142,19 @@ class ConsumerThread(threading.Thread):
                 want = 0
                 if not self.paused and self.outstanding <= low_water:
                     want = prefetch - self.outstanding
-                if pending or want:
-                    try:
-                        received = self.consumer.exchange(pending, want)
-                    except Exception:
-                        logger.exception("broker round trip failed; retrying in 1s")
-                        self._stopped.wait(1.0)
-                        continue
-                    self._after_settle(pending)
-                    self.outstanding += len(received) - len(pending)
-                    pending = []
-                    for proxy in received:
-                        put(proxy)
-                    if received:
-                        continue
+                try:
+                    received = self.consumer.exchange(pending, want)
+                except Exception:
+                    logger.exception("broker round trip failed; retrying in 1s")
+                    self._stopped.wait(1.0)
+                    continue
+                self._after_settle(pending)
+                self.outstanding += len(received) - len(pending)
+                settled, pending = pending, []
+                for proxy in received:
+                    put(proxy)
+                if received or settled:
+                    continue
                 self.idle = True
                 if self.worker.done.empty() and not self.stopping:
                     self.consumer.wait(timeout)

@@ -1,0 +1,223 @@
+"""The SQLite consumer: batched claims under a lease, batched acks, heartbeats and reaping.
+
+Every round trip is one ``BEGIN IMMEDIATE`` transaction on the process's single
+write connection that settles finished messages, does due maintenance (renew this
+consumer's leases, return lapsed leases of others to the queue) and claims the next
+batch. A claimed row carries a lease token: an ack or nack holding a stale token
+changes nothing. The delivery count rises at claim time, so a message that kills its
+worker every time is dead-lettered after ``max_deliveries`` deliveries.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import time
+import traceback
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+import apsw
+
+from . import schema as q
+from .broker import Consumer, MessageProxy
+from .common import current_millis
+from .errors import DecodeError
+from .message import Message
+from .wakeup import Waiter
+
+if TYPE_CHECKING:
+    from .store import SqliteBroker
+
+HOST = socket.gethostname()
+
+
+def owner_prefix(pid: int, host: str = HOST) -> str:
+    """The prefix of the lease owner names of every consumer in process ``pid``."""
+    return f"{host}:{pid}:"
+
+
+def failure_reason(proxy: MessageProxy) -> tuple[str, str | None]:
+    """A one-line reason and a traceback for a failed message."""
+    exc = proxy._exception
+    if exc is None:
+        return "failed by middleware", proxy.options.get("traceback")
+    reason = f"{type(exc).__name__}: {exc}"
+    trace = proxy.options.get("traceback") or "".join(
+        traceback.format_exception(type(exc), exc, exc.__traceback__, limit=30)
+    )
+    return reason, trace
+
+
+class SqliteConsumer(Consumer):
+    """Claims from ``queue_names`` of a SQLite broker; one per worker process."""
+
+    def __init__(self, broker: SqliteBroker, queue_names: list[str], *, prefetch: int,
+                 timeout: int) -> None:
+        self.broker = broker
+        self.db = broker.db
+        self.queue_names = queue_names
+        self.prefetch = prefetch
+        self.timeout = timeout
+        self.owner = owner_prefix(os.getpid()) + secrets.token_hex(4)
+        self.lease_ms = broker.lease_ms
+        self.leased = 0
+        self._rotation = 0
+        self._dirty = True
+        self._snapshot: tuple[int, int] = (-1, -1)
+        self._next_eta: int | None = None
+        self._renew_at = 0.0
+        self._reap_at = 0.0
+        self._expire_at = 0.0
+        self.waiter = Waiter(broker.path, self._changed)
+
+    # -- waiting --------------------------------------------------------------------
+    def _version(self, conn: apsw.Connection) -> tuple[int, int]:
+        return conn.execute("PRAGMA data_version").fetchone()[0], self.db.local_enqueues
+
+    def _changed(self) -> bool:
+        with self.db.lock:
+            return self._version(self.db.conn) != self._snapshot
+
+    def wait(self, timeout: float) -> None:
+        now = time.monotonic()
+        timeout = min(timeout, max(0.0, self._maintenance_at() - now))
+        if self._next_eta is not None:
+            timeout = min(timeout, max(0.0, (self._next_eta - current_millis()) / 1000))
+        if self.waiter.wait(timeout) == "change":
+            self._dirty = True
+
+    def wakeup(self) -> None:
+        self.waiter.wakeup()
+
+    def _maintenance_at(self) -> float:
+        renew = self._renew_at if self.leased else float("inf")
+        return min(renew, self._reap_at, self._expire_at)
+
+    # -- the round trip ---------------------------------------------------------------
+    def exchange(self, done: list[MessageProxy], want: int) -> list[MessageProxy]:
+        now_ms = current_millis()
+        due = self._next_eta is not None and self._next_eta <= now_ms
+        claim = want > 0 and (self._dirty or due)
+        if not done and not claim and time.monotonic() < self._maintenance_at():
+            return []
+        rows = self.db.write(self._round_trip, done, want if claim else 0, now_ms)
+        self.leased += len(rows) - len(done)
+        if done:
+            self._record_failures(done)
+        return self._decode(rows)
+
+    def _round_trip(self, conn: apsw.Connection, done: list[MessageProxy], want: int,
+                    now_ms: int) -> list[tuple]:
+        if done:
+            self._settle(conn, done, now_ms)
+        self._maintain(conn, now_ms)
+        if not want:
+            return []
+        self._snapshot = self._version(conn)
+        conn.execute(q.PROMOTE_DUE, (now_ms,))
+        rows: list[tuple] = []
+        names = self.queue_names
+        start = self._rotation = (self._rotation + 1) % len(names)
+        for name in names[start:] + names[:start]:
+            if len(rows) >= want:
+                break
+            for row in conn.execute(q.CLAIM, (name, want - len(rows))):
+                rows.append((*row, name))
+        self._dirty = len(rows) >= want
+        if not self._dirty:
+            self._next_eta = conn.execute(q.NEXT_ETA).fetchone()[0]
+        return self._lease(conn, rows, now_ms)
+
+    def _lease(self, conn: apsw.Connection, rows: list[tuple], now_ms: int) -> list[tuple]:
+        token = secrets.randbits(62)
+        expires = now_ms + self.lease_ms
+        leased, exhausted = [], []
+        for row in rows:
+            (exhausted if row[2] >= self.broker.max_deliveries else leased).append(row)
+        for row_id, body, deliveries, priority, name in exhausted:
+            self._dead_letter_row(conn, row_id, name, body, priority, deliveries, now_ms,
+                                  f"delivered {deliveries} times without being acknowledged "
+                                  "(the worker died or hung every time)")
+        conn.executemany(q.LEASE, [(token, expires, self.owner, row[0]) for row in leased])
+        return [(row_id, token, body, name) for row_id, body, _, _, name in leased]
+
+    def _settle(self, conn: apsw.Connection, done: list[MessageProxy], now_ms: int) -> None:
+        per_queue: dict[str, list[int]] = {}
+        execute = conn.execute
+        for proxy in done:
+            row_id, token, name = proxy.handle
+            if proxy.failed:
+                reason, trace = failure_reason(proxy)
+                execute(q.DEAD_LETTER_LEASED, (
+                    proxy._message.actor_name, proxy._message.encode(), reason, trace, now_ms,
+                    row_id, token,
+                ))
+            execute(q.ACK, (row_id, token))
+            if conn.changes():
+                per_queue.setdefault(name, [0, 0])[proxy.failed] += 1
+        conn.executemany(q.COUNT_DONE, [(ok, bad, name) for name, (ok, bad) in per_queue.items()])
+
+    def _maintain(self, conn: apsw.Connection, now_ms: int) -> None:
+        now = time.monotonic()
+        if self.leased and now >= self._renew_at:
+            conn.execute(q.RENEW_LEASES, (now_ms + self.lease_ms, self.owner))
+            self._renew_at = now + self.lease_ms / 3000
+        if now >= self._reap_at:
+            conn.execute(q.REAP_LAPSED, (now_ms,))
+            if conn.changes():
+                self._dirty = True
+            self._reap_at = now + min(self.lease_ms / 3000, 5.0)
+        if now >= self._expire_at:
+            conn.execute(q.EXPIRE_DEAD, (now_ms - self.broker.dead_letter_ttl,))
+            self._expire_at = now + 3600
+
+    def _dead_letter_row(self, conn: apsw.Connection, row_id: int, name: str, body: bytes,
+                         priority: int, deliveries: int, now_ms: int, reason: str) -> None:
+        try:
+            message = Message.decode(body)
+            message_id, actor_name = message.message_id, message.actor_name
+        except DecodeError:
+            message_id, actor_name = "", None
+        conn.execute(q.DEAD_LETTER_BODY, (name, message_id, actor_name, priority, body,
+                                          reason, None, deliveries, now_ms))
+        conn.execute(q.DELETE_MESSAGE, (row_id,))
+
+    def _decode(self, rows: list[tuple]) -> list[MessageProxy]:
+        proxies, bad = [], []
+        decode = Message.decode
+        for row_id, token, body, name in rows:
+            try:
+                proxies.append(MessageProxy(decode(body), (row_id, token, name)))
+            except DecodeError as e:
+                bad.append((row_id, token, body, name, str(e)))
+        if bad:
+            self.db.write(self._dead_letter_undecodable, bad, current_millis())
+            self.leased -= len(bad)
+        return proxies
+
+    def _dead_letter_undecodable(self, conn: apsw.Connection, bad: list[tuple],
+                                 now_ms: int) -> None:
+        for row_id, token, body, name, error in bad:
+            self.broker.logger.error("dead-lettering an undecodable message on %s: %s",
+                                     name, error)
+            conn.execute(q.DEAD_LETTER_BODY, (name, "", None, 0, body,
+                                              f"undecodable: {error}", None, 1, now_ms))
+            conn.execute(q.ACK, (row_id, token))
+
+    def _record_failures(self, done: list[MessageProxy]) -> None:
+        for proxy in done:
+            if proxy.failed and proxy._exception is not None:
+                self.broker.record_failure(proxy.handle[2], proxy._exception)
+
+    # -- shutdown ---------------------------------------------------------------------
+    def requeue(self, messages: Iterable[MessageProxy]) -> None:
+        """Give unstarted messages back at once, without counting a delivery."""
+        params = [(p.handle[0], p.handle[1]) for p in messages]
+        if params:
+            self.db.write(lambda conn: conn.executemany(q.RETURN_UNSTARTED, params))
+            self.leased -= len(params)
+
+    def close(self) -> None:
+        self.waiter.close()

@@ -1,0 +1,182 @@
+"""The SQLite schema, its version and migrations, and every named query with the index serving it.
+
+States of a row in ``liteq_messages``: READY rows sit in the ready index in claim
+order; DELAYED rows (ETA in the future) sit only in the delayed index, so that
+future rows never slow a claim; LEASED rows are held by a worker until acked,
+nacked, or their lease lapses.
+"""
+
+from __future__ import annotations
+
+import apsw
+
+from .errors import NotALiteqDatabase, SchemaTooNew
+
+READY, DELAYED, LEASED = 0, 1, 2
+
+#: ``PRAGMA application_id`` of a liteq database ("lteq").
+APPLICATION_ID = 0x6C746571
+SCHEMA_VERSION = 1
+
+MIGRATIONS: dict[int, str] = {
+    1: f"""
+    CREATE TABLE liteq_messages (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused, so a stale id cannot hit a new row
+        queue TEXT NOT NULL,
+        state INTEGER NOT NULL,
+        priority INTEGER NOT NULL,
+        eta INTEGER NOT NULL,
+        message_id TEXT NOT NULL,
+        body BLOB NOT NULL,
+        enqueued_at INTEGER NOT NULL,
+        deliveries INTEGER NOT NULL DEFAULT 0,
+        lease_token INTEGER,
+        lease_expires_at INTEGER,
+        owner TEXT
+    );
+    -- CLAIM: directions match its ORDER BY, so a claim is an index walk, never a sort.
+    CREATE INDEX liteq_messages_ready
+        ON liteq_messages (queue, priority DESC, eta, id) WHERE state = {READY};
+    -- PROMOTE_DUE / NEXT_ETA
+    CREATE INDEX liteq_messages_delayed ON liteq_messages (eta) WHERE state = {DELAYED};
+    -- REAP_LAPSED / RENEW_LEASES / RELEASE_OWNER
+    CREATE INDEX liteq_messages_leased
+        ON liteq_messages (lease_expires_at) WHERE state = {LEASED};
+
+    CREATE TABLE liteq_dead_letters (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        queue TEXT NOT NULL,
+        message_id TEXT NOT NULL,
+        actor_name TEXT,
+        priority INTEGER NOT NULL DEFAULT 0,
+        body BLOB NOT NULL,
+        reason TEXT NOT NULL,
+        traceback TEXT,
+        deliveries INTEGER NOT NULL DEFAULT 0,
+        failed_at INTEGER NOT NULL
+    );
+    CREATE INDEX liteq_dead_letters_failed_at ON liteq_dead_letters (failed_at);
+    CREATE INDEX liteq_dead_letters_queue ON liteq_dead_letters (queue, id);
+
+    -- One row per declared queue: lifetime counters, updated in the ack transactions.
+    CREATE TABLE liteq_queues (
+        queue TEXT PRIMARY KEY,
+        done INTEGER NOT NULL DEFAULT 0,
+        failed INTEGER NOT NULL DEFAULT 0,
+        created_at INTEGER NOT NULL
+    );
+    """,
+}
+
+# --- enqueue -------------------------------------------------------------------------
+INSERT_MESSAGE = (
+    "INSERT INTO liteq_messages (queue, state, priority, eta, message_id, body, enqueued_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+DECLARE_QUEUE = "INSERT OR IGNORE INTO liteq_queues (queue, created_at) VALUES (?, ?)"
+
+# --- claim (served by liteq_messages_ready / liteq_messages_delayed) ------------------
+PROMOTE_DUE = (
+    f"UPDATE liteq_messages SET state = {READY} WHERE state = {DELAYED} AND eta <= ?"
+)
+CLAIM = (
+    f"SELECT id, body, deliveries, priority FROM liteq_messages INDEXED BY liteq_messages_ready"
+    f" WHERE queue = ? AND state = {READY} ORDER BY priority DESC, eta, id LIMIT ?"
+)
+LEASE = (
+    f"UPDATE liteq_messages SET state = {LEASED}, lease_token = ?, lease_expires_at = ?,"
+    " deliveries = deliveries + 1, owner = ? WHERE id = ?"
+)
+NEXT_ETA = f"SELECT min(eta) FROM liteq_messages WHERE state = {DELAYED}"
+
+# --- settle (by id and lease token: a stale token changes nothing) --------------------
+ACK = "DELETE FROM liteq_messages WHERE id = ? AND lease_token = ?"
+DEAD_LETTER_LEASED = (
+    "INSERT INTO liteq_dead_letters"
+    " (queue, message_id, actor_name, priority, body, reason, traceback, deliveries, failed_at)"
+    " SELECT queue, message_id, ?, priority, ?, ?, ?, deliveries, ? FROM liteq_messages"
+    " WHERE id = ? AND lease_token = ?"
+)
+COUNT_DONE = "UPDATE liteq_queues SET done = done + ?, failed = failed + ? WHERE queue = ?"
+RETURN_UNSTARTED = (
+    f"UPDATE liteq_messages SET state = {READY}, lease_token = NULL, lease_expires_at = NULL,"
+    " owner = NULL, deliveries = deliveries - 1 WHERE id = ? AND lease_token = ?"
+)
+
+# --- leases (served by liteq_messages_leased) ------------------------------------------
+RENEW_LEASES = (
+    f"UPDATE liteq_messages SET lease_expires_at = ? WHERE state = {LEASED}"
+    " AND lease_expires_at IS NOT NULL AND owner = ?"
+)
+REAP_LAPSED = (
+    f"UPDATE liteq_messages SET state = {READY}, lease_token = NULL, lease_expires_at = NULL,"
+    f" owner = NULL WHERE state = {LEASED} AND lease_expires_at < ?"
+)
+RELEASE_OWNER = (
+    f"UPDATE liteq_messages SET state = {READY}, lease_token = NULL, lease_expires_at = NULL,"
+    f" owner = NULL WHERE state = {LEASED} AND lease_expires_at IS NOT NULL"
+    " AND substr(owner, 1, length(?1)) = ?1"
+)
+
+# --- joins, stats ----------------------------------------------------------------------
+QUEUE_BUSY = (
+    f"SELECT EXISTS (SELECT 1 FROM liteq_messages WHERE state = {READY} AND queue = ?)"
+    f" OR EXISTS (SELECT 1 FROM liteq_messages WHERE state = {DELAYED} AND queue = ?)"
+    f" OR EXISTS (SELECT 1 FROM liteq_messages WHERE state = {LEASED} AND queue = ?)"
+)
+COUNT_BY_STATE = "SELECT queue, state, count(*) FROM liteq_messages GROUP BY queue, state"
+FLUSH_QUEUE = "DELETE FROM liteq_messages WHERE queue = ?"
+
+# --- dead letters (served by liteq_dead_letters_queue / _failed_at) ----------------------
+DEAD_LETTER_BODY = (
+    "INSERT INTO liteq_dead_letters"
+    " (queue, message_id, actor_name, priority, body, reason, traceback, deliveries, failed_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+DELETE_MESSAGE = "DELETE FROM liteq_messages WHERE id = ?"
+LIST_DEAD = (
+    "SELECT id, queue, message_id, actor_name, priority, body, reason, traceback, deliveries,"
+    " failed_at FROM liteq_dead_letters WHERE (?1 IS NULL OR queue = ?1) AND id > ?2"
+    " ORDER BY id LIMIT ?3"
+)
+GET_DEAD = LIST_DEAD.replace("WHERE (?1", "WHERE id = ?4 AND (?1")
+COUNT_DEAD = "SELECT queue, count(*) FROM liteq_dead_letters GROUP BY queue"
+DELETE_DEAD = "DELETE FROM liteq_dead_letters WHERE id = ?"
+EXPIRE_DEAD = "DELETE FROM liteq_dead_letters WHERE failed_at < ?"
+MAX_DEAD_ID = "SELECT coalesce(max(id), 0) FROM liteq_dead_letters WHERE queue = ?"
+
+
+def migrate(conn: apsw.Connection, path: str) -> None:
+    """Check that ``conn`` holds a liteq database (or an empty one) and bring it up to date.
+
+    Raises ``NotALiteqDatabase`` for another application's file and ``SchemaTooNew``
+    for a file written by a newer liteq; in both cases nothing is changed.
+    """
+    try:
+        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+    except apsw.NotADBError as e:
+        raise NotALiteqDatabase(f"{path!r} is not a SQLite database: {e}") from None
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if app_id not in (0, APPLICATION_ID) or (app_id == 0 and version != 0):
+        raise NotALiteqDatabase(
+            f"{path!r} belongs to another application (application_id={app_id:#x}, "
+            f"user_version={version}); refusing to use it as a liteq database"
+        )
+    if version > SCHEMA_VERSION:
+        raise SchemaTooNew(
+            f"{path!r} has liteq schema version {version}, newer than this liteq "
+            f"understands ({SCHEMA_VERSION}); upgrade liteq"
+        )
+    if version == SCHEMA_VERSION:
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+            conn.execute(MIGRATIONS[target])
+        conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
