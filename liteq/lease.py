@@ -10,12 +10,13 @@ worker every time is dead-lettered after ``max_deliveries`` deliveries.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import socket
 import time
 import traceback
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 import apsw
@@ -31,6 +32,8 @@ if TYPE_CHECKING:
     from .store import SqliteBroker
 
 HOST = socket.gethostname()
+#: Seconds between two heartbeats of a consumer in the worker registry.
+HEARTBEAT_INTERVAL = 1.0
 
 
 def owner_prefix(pid: int, host: str = HOST) -> str:
@@ -70,6 +73,10 @@ class SqliteConsumer(Consumer):
         self._renew_at = 0.0
         self._reap_at = 0.0
         self._expire_at = 0.0
+        self._beat_at = 0.0
+        self.started_at = current_millis()
+        #: Returns (threads, running actor names, processed, failed) for the registry.
+        self.describe: Callable[[], tuple[int, list[str], int, int]] = lambda: (0, [], 0, 0)
         self.waiter = Waiter(broker.path, self._changed)
 
     # -- waiting --------------------------------------------------------------------
@@ -93,7 +100,7 @@ class SqliteConsumer(Consumer):
 
     def _maintenance_at(self) -> float:
         renew = self._renew_at if self.leased else float("inf")
-        return min(renew, self._reap_at, self._expire_at)
+        return min(renew, self._reap_at, self._expire_at, self._beat_at)
 
     # -- the round trip ---------------------------------------------------------------
     def exchange(self, done: list[MessageProxy], want: int) -> list[MessageProxy]:
@@ -169,6 +176,13 @@ class SqliteConsumer(Consumer):
             if conn.changes():
                 self._dirty = True
             self._reap_at = now + min(self.lease_ms / 3000, 5.0)
+        if now >= self._beat_at:
+            threads, running, processed, failed = self.describe()
+            conn.execute(q.HEARTBEAT, (
+                self.owner, os.getpid(), HOST, json.dumps(self.queue_names), threads,
+                self.started_at, now_ms, json.dumps(running), processed, failed,
+            ))
+            self._beat_at = now + HEARTBEAT_INTERVAL
         if now >= self._expire_at:
             conn.execute(q.EXPIRE_DEAD, (now_ms - self.broker.dead_letter_ttl,))
             self._expire_at = now + 3600
@@ -220,4 +234,6 @@ class SqliteConsumer(Consumer):
             self.leased -= len(params)
 
     def close(self) -> None:
+        """Leave the worker registry and release the wake-up resources."""
+        self.db.write(lambda conn: conn.execute(q.UNREGISTER, (self.owner,)))
         self.waiter.close()

@@ -65,6 +65,21 @@ MIGRATIONS: dict[int, str] = {
         failed INTEGER NOT NULL DEFAULT 0,
         created_at INTEGER NOT NULL
     );
+
+    -- The worker registry read by ``liteq top``: one row per consumer, heartbeat
+    -- written in the consumer's own batched transactions.
+    CREATE TABLE liteq_workers (
+        owner TEXT PRIMARY KEY,
+        pid INTEGER NOT NULL,
+        host TEXT NOT NULL,
+        queues TEXT NOT NULL,
+        threads INTEGER NOT NULL,
+        started_at INTEGER NOT NULL,
+        heartbeat_at INTEGER NOT NULL,
+        running TEXT NOT NULL DEFAULT '[]',
+        processed INTEGER NOT NULL DEFAULT 0,
+        failed INTEGER NOT NULL DEFAULT 0
+    );
     """,
 }
 
@@ -117,6 +132,21 @@ RELEASE_OWNER = (
     f" owner = NULL WHERE state = {LEASED} AND lease_expires_at IS NOT NULL"
     " AND substr(owner, 1, length(?1)) = ?1"
 )
+
+# --- worker registry ---------------------------------------------------------------------
+HEARTBEAT = (
+    "INSERT INTO liteq_workers (owner, pid, host, queues, threads, started_at, heartbeat_at,"
+    " running, processed, failed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (owner) DO UPDATE SET heartbeat_at = excluded.heartbeat_at,"
+    " running = excluded.running, processed = excluded.processed, failed = excluded.failed"
+)
+UNREGISTER = "DELETE FROM liteq_workers WHERE owner = ?"
+UNREGISTER_PROCESS = "DELETE FROM liteq_workers WHERE substr(owner, 1, length(?1)) = ?1"
+LIST_WORKERS = (
+    "SELECT owner, pid, host, queues, threads, started_at, heartbeat_at, running, processed,"
+    " failed FROM liteq_workers ORDER BY host, pid"
+)
+DELETE_STALE_WORKERS = "DELETE FROM liteq_workers WHERE heartbeat_at < ?"
 
 # --- joins, stats ----------------------------------------------------------------------
 QUEUE_BUSY = (

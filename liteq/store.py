@@ -8,6 +8,7 @@ SQL lives in ``liteq.schema`` next to the indexes that serve it.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import threading
 import time
@@ -163,8 +164,14 @@ class SqliteBroker(Broker):
     def release_process(self, pid: int) -> int:
         """Make the messages leased by process ``pid`` (which died) claimable at once."""
         prefix = owner_prefix(pid)
-        changed = self.db.write(lambda conn: (conn.execute(q.RELEASE_OWNER, (prefix,)),
-                                              conn.changes())[1])
+
+        def release(conn: Any) -> int:
+            conn.execute(q.RELEASE_OWNER, (prefix,))
+            changed = conn.changes()
+            conn.execute(q.UNREGISTER_PROCESS, (prefix,))
+            return changed
+
+        changed = self.db.write(release)
         if changed:
             self.db.local_enqueues += 1
         return changed
@@ -213,6 +220,28 @@ class SqliteBroker(Broker):
         for name, count in self.db.read(q.COUNT_DEAD):
             result.setdefault(name, dict(blank))["dead"] = count
         return result
+
+    def workers(self) -> list[dict[str, Any]]:
+        """The worker registry: one entry per consumer with its latest heartbeat."""
+        keys = ("owner", "pid", "host", "queues", "threads", "started_at", "heartbeat_at",
+                "running", "processed", "failed")
+        rows = []
+        for row in self.db.read(q.LIST_WORKERS):
+            entry = dict(zip(keys, row, strict=True))
+            entry["queues"] = json.loads(entry["queues"])
+            entry["running"] = json.loads(entry["running"])
+            rows.append(entry)
+        return rows
+
+    def forget_stale_workers(self, older_than_ms: int = 60000) -> int:
+        """Drop registry entries whose heartbeat is older than ``older_than_ms``."""
+        cutoff = current_millis() - older_than_ms
+
+        def forget(conn: Any) -> int:
+            conn.execute(q.DELETE_STALE_WORKERS, (cutoff,))
+            return conn.changes()
+
+        return self.db.write(forget)
 
     # -- dead letters -------------------------------------------------------------------
     @property

@@ -49,6 +49,7 @@ class Worker:
         self.consumer_thread: ConsumerThread | None = None
         self._own_loop: EventLoopThread | None = None
         self.processed = 0
+        self.failed = 0
 
     @property
     def queue_names(self) -> list[str]:
@@ -70,9 +71,15 @@ class Worker:
             thread = WorkerThread(self, i)
             thread.start()
             self.threads.append(thread)
+        self.consumer.describe = self.describe  # type: ignore[attr-defined]
         self.consumer_thread = ConsumerThread(self, self.consumer)
         self.consumer_thread.start()
         self.broker.emit_after("worker_boot", self)
+
+    def describe(self) -> tuple[int, list[str], int, int]:
+        """(threads, actors running now, messages processed, messages failed)."""
+        running = [m.actor_name for t in self.threads if (m := t.current) is not None]
+        return self.worker_threads, running, self.processed, self.failed
 
     def pause(self) -> None:
         """Stop claiming new messages; running ones go on."""
@@ -213,6 +220,7 @@ class WorkerThread(threading.Thread):
     def __init__(self, worker: Worker, index: int) -> None:
         super().__init__(name=f"liteq-worker-{index}", daemon=True)
         self.worker = worker
+        self.current: Any = None
 
     def run(self) -> None:
         broker = self.worker.broker
@@ -230,6 +238,7 @@ class WorkerThread(threading.Thread):
 
     def process_message(self, proxy: MessageProxy) -> None:
         broker = self.worker.broker
+        self.current = proxy._message
         try:
             actor = broker.actors.get(proxy._message.actor_name)
             if actor is None:
@@ -254,10 +263,12 @@ class WorkerThread(threading.Thread):
         except SkipMessage:
             broker.emit_after("skip_message", proxy)
         except BaseException as exc:
+            self.worker.failed += 1
             self._log_failure(proxy, exc)
             proxy.stuff_exception(exc)
             broker.emit_after("process_message", proxy, exception=exc)
         finally:
+            self.current = None
             self.worker.processed += 1
             self.worker.done.put(proxy)
             consumer_thread = self.worker.consumer_thread
