@@ -44,8 +44,17 @@ class EventLoopThread(threading.Thread):
         self.join(timeout=5)
 
     def run_coroutine(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Run ``coro`` on the loop and wait; an Interrupt cancels it and is re-raised."""
-        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        """Run ``coro`` on the loop and wait; an Interrupt cancels it, waits up to 1 s
+        for its cleanup, and is re-raised."""
+        finished = threading.Event()
+
+        async def runner() -> T:
+            try:
+                return await coro
+            finally:
+                finished.set()
+
+        future = asyncio.run_coroutine_threadsafe(runner(), self.loop)
         try:
             while True:
                 try:
@@ -54,10 +63,7 @@ class EventLoopThread(threading.Thread):
                     continue
         except Interrupt:
             self.loop.call_soon_threadsafe(future.cancel)
-            try:
-                future.result(timeout=1.0)
-            except BaseException:
-                pass
+            finished.wait(1.0)
             raise
 
 

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import apsw
 
 from .errors import DatabaseUnavailable
+from .schema import check
 
 T = TypeVar("T")
 
@@ -56,11 +57,12 @@ def create_private_file(path: str) -> None:
 
 
 def open_connection(path: str, *, durable: bool = False) -> apsw.Connection:
-    """Open ``path`` in WAL mode with liteq's pragmas and busy handler."""
+    """Open ``path`` in WAL mode with liteq's pragmas, after checking it is liteq's to use."""
     create_private_file(path)
     try:
         conn = apsw.Connection(path)
         conn.set_busy_handler(_busy_handler())
+        check(conn, path)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
         conn.execute("PRAGMA wal_autocheckpoint=10000")
@@ -68,8 +70,6 @@ def open_connection(path: str, *, durable: bool = False) -> apsw.Connection:
         conn.execute("PRAGMA temp_store=MEMORY")
     except apsw.CantOpenError as e:
         raise DatabaseUnavailable(f"cannot open database {path!r}: {e}") from e
-    except apsw.NotADBError as e:
-        raise DatabaseUnavailable(f"{path!r} is not a SQLite database: {e}") from e
     return conn
 
 

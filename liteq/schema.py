@@ -176,17 +176,17 @@ EXPIRE_DEAD = "DELETE FROM liteq_dead_letters WHERE failed_at < ?"
 MAX_DEAD_ID = "SELECT coalesce(max(id), 0) FROM liteq_dead_letters WHERE queue = ?"
 
 
-def migrate(conn: apsw.Connection, path: str) -> None:
-    """Check that ``conn`` holds a liteq database (or an empty one) and bring it up to date.
+def check(conn: apsw.Connection, path: str) -> int:
+    """Return the schema version of ``conn``'s file, or raise if liteq must not touch it.
 
-    Raises ``NotALiteqDatabase`` for another application's file and ``SchemaTooNew``
-    for a file written by a newer liteq; in both cases nothing is changed.
+    Runs before anything is written: ``NotALiteqDatabase`` for another application's
+    file (or not a database at all), ``SchemaTooNew`` for one from a newer liteq.
     """
     try:
         app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
     except apsw.NotADBError as e:
         raise NotALiteqDatabase(f"{path!r} is not a SQLite database: {e}") from None
-    version = conn.execute("PRAGMA user_version").fetchone()[0]
     if app_id not in (0, APPLICATION_ID) or (app_id == 0 and version != 0):
         raise NotALiteqDatabase(
             f"{path!r} belongs to another application (application_id={app_id:#x}, "
@@ -197,7 +197,12 @@ def migrate(conn: apsw.Connection, path: str) -> None:
             f"{path!r} has liteq schema version {version}, newer than this liteq "
             f"understands ({SCHEMA_VERSION}); upgrade liteq"
         )
-    if version == SCHEMA_VERSION:
+    return version
+
+
+def migrate(conn: apsw.Connection, path: str) -> None:
+    """Bring a checked liteq (or empty) database up to ``SCHEMA_VERSION``."""
+    if check(conn, path) == SCHEMA_VERSION:
         return
     conn.execute("BEGIN IMMEDIATE")
     try:

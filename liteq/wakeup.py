@@ -26,6 +26,8 @@ _IN_MOVED_TO = 0x00000080
 _IN_NONBLOCK = 0o4000
 _IN_CLOEXEC = 0o2000000
 _EVENT = struct.Struct("iIII")
+_RECHECK_WINDOW = 0.01
+_RECHECK_STEP = 0.0002
 
 _libc: ctypes.CDLL | None = None
 
@@ -102,24 +104,34 @@ class Waiter:
         return False
 
     def wait(self, timeout: float) -> str | None:
-        """Wait up to ``timeout`` s; return ``"change"``, ``"wakeup"`` or None on timeout."""
+        """Wait up to ``timeout`` s; return ``"change"``, ``"wakeup"`` or None on timeout.
+
+        A writer appends to the ``-wal`` file before it publishes the commit, so an
+        event that is not yet visible as a change is re-checked for a few ms.
+        """
         deadline = time.monotonic() + timeout
+        recheck_until = 0.0
         while True:
-            remaining = deadline - time.monotonic()
+            now = time.monotonic()
+            remaining = deadline - now
             if remaining <= 0:
                 return None
             if self._notify_fd < 0:
                 remaining = min(remaining, self.poll_interval)
+            elif now < recheck_until:
+                remaining = min(remaining, _RECHECK_STEP)
             ready = self._poller.poll(remaining * 1000)
             for fd, _ in ready:
                 if fd == self._rpipe:
                     self._drain(fd)
                     return "wakeup"
-            if self._notify_fd >= 0:
-                if ready and self._ours(self._drain(self._notify_fd)) and self.changed():
+            if self._notify_fd < 0 or now < recheck_until:
+                if self.changed():
                     return "change"
-            elif self.changed():
-                return "change"
+            if ready and self._ours(self._drain(self._notify_fd)):
+                if self.changed():
+                    return "change"
+                recheck_until = time.monotonic() + _RECHECK_WINDOW
 
     def close(self) -> None:
         for fd in (self._rpipe, self._wpipe, self._notify_fd):

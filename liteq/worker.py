@@ -16,7 +16,7 @@ from typing import Any
 
 from .asyncio import EventLoopThread, get_event_loop_thread, set_event_loop_thread
 from .broker import Broker, Consumer, MessageProxy
-from .errors import ActorNotFound, RateLimitExceeded, Retry, SkipMessage
+from .errors import ActorNotFound, Interrupt, RateLimitExceeded, Retry, SkipMessage
 
 logger = logging.getLogger("liteq.worker")
 
@@ -232,7 +232,10 @@ class WorkerThread(threading.Thread):
                 proxy = get()
                 if proxy is _STOP:
                     return
-                process(proxy)
+                try:
+                    process(proxy)
+                except Interrupt:
+                    logger.warning("an interrupt arrived after its message had finished")
         finally:
             broker.emit_before("worker_thread_shutdown", self)
 

@@ -1,0 +1,352 @@
+"""The SQLite broker on real files: ordering, the claim plan, leases, transactions, bad input."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import sqlite3
+import stat
+import threading
+
+import apsw
+import pytest
+from helpers import running_worker, wait_for
+
+import liteq
+from liteq import schema
+from liteq.common import current_millis
+from liteq.errors import (
+    DatabaseUnavailable,
+    EncodeError,
+    InvalidOption,
+    InvalidQueueName,
+    NotALiteqDatabase,
+    SchemaTooNew,
+)
+
+
+def count_rows(broker: liteq.SqliteBroker, table: str = "liteq_messages") -> int:
+    return broker.db.read(f"SELECT count(*) FROM {table}")[0][0]
+
+
+def drain(consumer, batch: int = 50) -> list:
+    """Claim everything claimable now, acking as we go; return the proxies in claim order."""
+    claimed, pending = [], []
+    while True:
+        got = consumer.exchange(pending, batch)
+        consumer._dirty = True
+        if not got:
+            return claimed
+        claimed += got
+        pending = got
+
+
+def test_claim_order_is_priority_then_eta_then_fifo(sqlite_broker):
+    @liteq.actor
+    def job(n):
+        pass
+
+    rng = random.Random(7)
+    now = current_millis()
+    expected = []
+    for n in range(1000):
+        priority = rng.randint(-2, 3)
+        eta = now + rng.choice([0, 0, 0, 50, 150, 300])
+        sqlite_broker.enqueue(job.message_with_options(args=(n,), priority=priority, eta=eta))
+        expected.append((-priority, eta, n))
+    wait_for(lambda: current_millis() > now + 350, timeout=5)
+    consumer = sqlite_broker.consume("default", prefetch=50)
+    order = [p.args[0] for p in drain(consumer)]
+    assert order == [n for _, _, n in sorted(expected)]
+
+
+def test_delayed_message_never_runs_before_its_eta(sqlite_broker):
+    ran = {}
+
+    @liteq.actor
+    def stamp(n):
+        ran[n] = current_millis()
+
+    sent = [stamp.send_with_options(args=(n,), delay=30 * n) for n in range(10)]
+    with running_worker(sqlite_broker, worker_threads=2):
+        sqlite_broker.join("default", timeout=10000)
+    assert sorted(ran) == list(range(10))
+    for message in sent:
+        assert ran[message.args[0]] >= message.options.get("eta", 0)
+
+
+def test_claim_uses_the_ready_index_without_sorting(sqlite_broker):
+    @liteq.actor
+    def job(n):
+        pass
+
+    sqlite_broker.enqueue_many(
+        [job.message_with_options(args=(n,), priority=n % 7) for n in range(100_000)],
+        delay=3_600_000,
+    )
+    sqlite_broker.enqueue_many([job.message(n) for n in range(100)])
+    conn = sqlite_broker.db.conn
+    plan = " | ".join(row[3] for row in conn.execute(
+        "EXPLAIN QUERY PLAN " + schema.CLAIM, ("default", 32)))
+    assert "liteq_messages_ready" in plan
+    assert "TEMP B-TREE" not in plan.upper()
+    promote = " | ".join(row[3] for row in conn.execute(
+        "EXPLAIN QUERY PLAN " + schema.PROMOTE_DUE, (current_millis(),)))
+    assert "liteq_messages_delayed" in promote
+    consumer = sqlite_broker.consume("default", prefetch=32)
+    assert len(consumer.exchange([], 32)) == 32
+
+
+def test_stale_lease_token_changes_nothing(db_path):
+    broker = liteq.SqliteBroker(db_path, lease_ms=100)
+
+    @liteq.actor(broker=broker)
+    def job():
+        pass
+
+    job.send()
+    first = broker.consume("default")
+    [old] = first.exchange([], 1)
+    wait_for(lambda: current_millis() > broker.db.read(
+        "SELECT lease_expires_at FROM liteq_messages")[0][0], timeout=5)
+    second = broker.consume("default")
+    second._reap_at = 0
+    [new] = second.exchange([], 1)
+    assert new.message_id == old.message_id
+    first.exchange([old], 0)
+    assert broker.db.read("SELECT deliveries, state FROM liteq_messages") == [(2, schema.LEASED)]
+    second.exchange([new], 0)
+    assert count_rows(broker) == 0
+    assert broker.stats()["default"]["done"] == 1
+
+
+def test_enqueue_inside_callers_transaction_commits_or_rolls_back(sqlite_broker, db_path):
+    ran = []
+
+    @liteq.actor
+    def ship(order):
+        ran.append(order)
+
+    app = apsw.Connection(db_path)
+    app.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY)")
+    with pytest.raises(RuntimeError, match="roll back"), app:
+        app.execute("INSERT INTO orders VALUES (1)")
+        with sqlite_broker.transaction(app):
+            ship.send(1)
+        raise RuntimeError("roll back")
+    with app:
+        app.execute("INSERT INTO orders VALUES (2)")
+        with sqlite_broker.transaction(app):
+            ship.send(2)
+
+    std = sqlite3.connect(db_path)
+    std.execute("INSERT INTO orders VALUES (3)")
+    sqlite_broker.enqueue(ship.message(3), connection=std)
+    std.rollback()
+    std.execute("INSERT INTO orders VALUES (4)")
+    sqlite_broker.enqueue(ship.message(4), connection=std)
+    std.commit()
+
+    with running_worker(sqlite_broker, worker_threads=2):
+        sqlite_broker.join("default", timeout=10000)
+    assert sorted(ran) == [2, 4]
+    assert [r[0] for r in app.execute("SELECT id FROM orders ORDER BY id")] == [2, 4]
+
+
+def test_worker_stop_returns_prefetched_messages(sqlite_broker):
+    release = threading.Event()
+    started = []
+
+    @liteq.actor
+    def slow(n):
+        started.append(n)
+        release.wait(10)
+
+    for n in range(20):
+        slow.send(n)
+    worker = liteq.Worker(sqlite_broker, worker_threads=1, prefetch=8, worker_timeout=100)
+    worker.start()
+    wait_for(lambda: started, timeout=5)
+    stopper = threading.Thread(target=worker.stop, kwargs={"timeout": 10000})
+    stopper.start()
+    wait_for(lambda: sqlite_broker.stats()["default"]["ready"] == 19, timeout=5)
+    release.set()
+    stopper.join(15)
+    assert len(started) == 1
+    rows = sqlite_broker.db.read("SELECT state, deliveries FROM liteq_messages")
+    assert len(rows) == 19
+    assert set(rows) == {(schema.READY, 0)}
+
+
+def test_failed_message_is_dead_lettered_with_reason_and_can_be_requeued(sqlite_broker):
+    attempts = []
+
+    @liteq.actor(max_retries=0)
+    def boom(n):
+        attempts.append(n)
+        if len(attempts) == 1:
+            raise ValueError(f"bad {n}")
+
+    boom.send(1)
+    with running_worker(sqlite_broker, worker_threads=1):
+        with pytest.raises(ValueError, match="bad 1"):
+            sqlite_broker.join("default", timeout=10000, fail_fast=True)
+        [letter] = sqlite_broker.list_dead_letters()
+        assert letter.reason == "ValueError: bad 1"
+        assert "ValueError" in letter.traceback
+        assert letter.message.args == (1,)
+        assert sqlite_broker.stats()["default"]["dead"] == 1
+        assert sqlite_broker.requeue_dead_letters(queue="default") == 1
+        sqlite_broker.join("default", timeout=10000)
+    assert attempts == [1, 1]
+    assert sqlite_broker.list_dead_letters() == []
+
+
+def test_dead_letters_can_be_purged_with_progress(sqlite_broker):
+    @liteq.actor(max_retries=0)
+    def boom():
+        raise RuntimeError("no")
+
+    for _ in range(3):
+        boom.send()
+    with running_worker(sqlite_broker, worker_threads=2):
+        sqlite_broker.join("default", timeout=10000)
+    seen = []
+    assert sqlite_broker.purge_dead_letters(progress=seen.append) == 3
+    assert seen == [3]
+    assert count_rows(sqlite_broker, "liteq_dead_letters") == 0
+
+
+def test_idle_worker_wakes_for_a_message_from_another_connection(sqlite_broker, db_path):
+    done = threading.Event()
+
+    @liteq.actor
+    def ping():
+        done.set()
+
+    with running_worker(sqlite_broker, worker_threads=1) as worker:
+        assert worker.consumer.waiter.uses_inotify
+        wait_for(lambda: sqlite_broker.workers(), timeout=5)
+        conn = apsw.Connection(db_path)
+        conn.set_busy_timeout(5000)
+        sqlite_broker.enqueue(ping.message(), connection=conn)
+        assert done.wait(5)
+
+
+def test_polling_fallback_also_wakes(monkeypatch, sqlite_broker, db_path):
+    monkeypatch.setenv("LITEQ_WAKEUP", "poll")
+    done = threading.Event()
+
+    @liteq.actor
+    def ping():
+        done.set()
+
+    with running_worker(sqlite_broker, worker_threads=1) as worker:
+        assert not worker.consumer.waiter.uses_inotify
+        conn = apsw.Connection(db_path)
+        conn.set_busy_timeout(5000)
+        sqlite_broker.enqueue(ping.message(), connection=conn)
+        assert done.wait(5)
+
+
+def test_files_are_private_and_durable_uses_full_sync(tmp_path):
+    path = str(tmp_path / "secure.db")
+    broker = liteq.SqliteBroker(path, durable=True)
+
+    @liteq.actor(broker=broker)
+    def job():
+        pass
+
+    job.send()
+    for suffix in ("", "-wal", "-shm"):
+        assert stat.S_IMODE(os.stat(path + suffix).st_mode) == 0o600
+    assert broker.db.conn.execute("PRAGMA synchronous").fetchone()[0] == 2
+    assert liteq.SqliteBroker(str(tmp_path / "fast.db")).db.conn.execute(
+        "PRAGMA synchronous").fetchone()[0] == 1
+
+
+def test_registry_lists_running_workers(sqlite_broker):
+    @liteq.actor
+    def job():
+        pass
+
+    with running_worker(sqlite_broker, worker_threads=3):
+        wait_for(lambda: sqlite_broker.workers(), timeout=5)
+        [entry] = sqlite_broker.workers()
+        assert entry["pid"] == os.getpid()
+        assert entry["threads"] == 3
+        assert entry["queues"] == ["default"]
+    assert sqlite_broker.workers() == []
+
+
+# --- bad input ---------------------------------------------------------------------------
+
+def test_bad_send_arguments_are_refused_before_anything_is_written(sqlite_broker):
+    @liteq.actor
+    def job(x):
+        pass
+
+    with pytest.raises(EncodeError, match="JSON"):
+        job.send(object())
+    with pytest.raises(InvalidOption, match="negative"):
+        job.send_with_options(args=(1,), delay=-5)
+    with pytest.raises(InvalidOption, match="priority"):
+        job.send_with_options(args=(1,), priority="high")
+    with pytest.raises(InvalidOption, match="priority"):
+        job.send_with_options(args=(1,), priority=1.5)
+    with pytest.raises(InvalidOption, match="unknown actor option"):
+        liteq.actor(lambda: None, actor_name="x", colour="red")
+    with pytest.raises(InvalidQueueName, match="queue name"):
+        liteq.actor(lambda: None, actor_name="y", queue_name="no spaces")
+    assert count_rows(sqlite_broker) == 0
+
+
+def file_digest(path: str) -> str:
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def test_another_applications_database_is_refused_and_left_alone(tmp_path):
+    path = str(tmp_path / "other.db")
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA user_version = 3")
+    conn.execute("CREATE TABLE things (x)")
+    conn.commit()
+    conn.close()
+    before = file_digest(path)
+    with pytest.raises(NotALiteqDatabase, match="another application"):
+        liteq.SqliteBroker(path)
+    assert file_digest(path) == before
+
+
+def test_a_file_that_is_not_sqlite_is_refused(tmp_path):
+    path = tmp_path / "notes.db"
+    path.write_bytes(b"these are my notes, not a database" * 100)
+    before = file_digest(str(path))
+    with pytest.raises((NotALiteqDatabase, DatabaseUnavailable), match="not a SQLite database"):
+        liteq.SqliteBroker(str(path))
+    assert file_digest(str(path)) == before
+
+
+def test_a_newer_schema_is_refused(db_path):
+    liteq.SqliteBroker(db_path).close()
+    conn = apsw.Connection(db_path)
+    conn.execute(f"PRAGMA user_version = {schema.SCHEMA_VERSION + 1}")
+    conn.close()
+    with pytest.raises(SchemaTooNew, match="upgrade liteq"):
+        liteq.SqliteBroker(db_path)
+
+
+def test_a_missing_directory_is_a_clear_error(tmp_path):
+    with pytest.raises(DatabaseUnavailable, match="does not exist"):
+        liteq.SqliteBroker(str(tmp_path / "nope" / "liteq.db"))
+
+
+def test_url_forms(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert liteq.SqliteBroker(url="sqlite:///rel.db").path == str(tmp_path / "rel.db")
+    absolute = str(tmp_path / "abs.db")
+    assert liteq.SqliteBroker(url="sqlite:///" + absolute).path == absolute
+    with pytest.raises(ValueError, match="sqlite URL"):
+        liteq.SqliteBroker(url="sqlite://host/x.db")
