@@ -21,7 +21,7 @@ SCHEMA_VERSION = 1
 MIGRATIONS: dict[int, str] = {
     1: f"""
     CREATE TABLE liteq_messages (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused, so a stale id cannot hit a new row
+        id INTEGER PRIMARY KEY,  -- may be reused after a delete: acks also match the lease token
         queue TEXT NOT NULL,
         state INTEGER NOT NULL,
         priority INTEGER NOT NULL,
