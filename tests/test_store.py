@@ -350,3 +350,59 @@ def test_url_forms(tmp_path, monkeypatch):
     assert liteq.SqliteBroker(url="sqlite:///" + absolute).path == absolute
     with pytest.raises(ValueError, match="sqlite URL"):
         liteq.SqliteBroker(url="sqlite://host/x.db")
+
+
+def test_unknown_actor_and_undecodable_bodies_are_dead_lettered_with_the_reason(sqlite_broker):
+    @liteq.actor
+    def known():
+        pass
+
+    sqlite_broker.enqueue(liteq.Message(queue_name="default", actor_name="ghost", args=(),
+                                        kwargs={}, options={}))
+    sqlite_broker.db.execute(schema.INSERT_MESSAGE, (
+        "default", schema.READY, 0, 0, "x", b"\xff not json", 0))
+    with running_worker(sqlite_broker, worker_threads=1):
+        sqlite_broker.join("default", timeout=10000)
+    reasons = sorted(d.reason for d in sqlite_broker.list_dead_letters())
+    assert len(reasons) == 2
+    assert reasons[0].startswith("ActorNotFound: actor 'ghost'")
+    assert reasons[1].startswith("undecodable:")
+
+
+def test_pickle_is_signed_and_a_forged_body_is_never_unpickled(sqlite_broker):
+    ran = []
+
+    @liteq.actor
+    def job(x):
+        ran.append(x)
+
+    liteq.set_encoder(liteq.PickleEncoder(key="app secret"))
+    try:
+        job.send({1, 2})
+        forged = liteq.PickleEncoder(key="attacker").encode(job.message(3).asdict())
+        sqlite_broker.db.execute(schema.INSERT_MESSAGE, (
+            "default", schema.READY, 0, 0, "y", forged, 0))
+        with running_worker(sqlite_broker, worker_threads=1):
+            sqlite_broker.join("default", timeout=10000)
+    finally:
+        liteq.set_encoder(liteq.JSONEncoder())
+    assert ran == [{1, 2}]
+    [letter] = sqlite_broker.list_dead_letters()
+    assert "bad signature" in letter.reason
+
+
+def test_a_full_disk_is_a_clear_error_and_loses_nothing(sqlite_broker):
+    @liteq.actor
+    def job(payload):
+        pass
+
+    job.send("kept")
+    pages = sqlite_broker.db.conn.execute("PRAGMA page_count").fetchone()[0]
+    sqlite_broker.db.conn.execute(f"PRAGMA max_page_count = {pages}")
+    with pytest.raises(DatabaseUnavailable, match="full"):
+        for _ in range(1000):
+            job.send("x" * 10000)
+    sqlite_broker.db.conn.execute("PRAGMA max_page_count = 1073741823")
+    consumer = sqlite_broker.consume("default", prefetch=2000)
+    assert consumer.exchange([], 2000)[0].args == ("kept",)
+    assert sqlite_broker.db.read("PRAGMA integrity_check") == [("ok",)]
