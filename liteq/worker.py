@@ -2,7 +2,11 @@
 
 The consumer thread is the only one that talks to the broker on the hot path: each
 round trip acknowledges the messages the worker threads finished and claims enough
-new ones to keep them busy (prefetch). Hand-offs use ``SimpleQueue``, the cheapest
+new ones to keep them busy (prefetch). Unless fixed, the prefetch adapts to how fast
+tasks finish: about ``PREFETCH_WINDOW`` seconds of work, at least one message per
+thread, so that no-op tasks are claimed in large batches (the write lock, not Python,
+is then the limit) while slow tasks are not hoarded by one process and a message of
+higher priority waits behind little. Hand-offs use ``SimpleQueue``, the cheapest
 thread-safe queue, and hooks are dispatched only to middleware that implement them.
 """
 
@@ -21,6 +25,10 @@ from .errors import ActorNotFound, Interrupt, RateLimitExceeded, Retry, SkipMess
 logger = logging.getLogger("liteq.worker")
 
 _STOP = object()
+
+#: Seconds of work an adaptive prefetch claims ahead, and its upper bound in messages.
+PREFETCH_WINDOW = 0.005
+MAX_PREFETCH = 256
 
 
 class Worker:
@@ -41,7 +49,8 @@ class Worker:
         self.queues = set(queues) if queues else None
         self.worker_timeout = worker_timeout
         self.worker_threads = worker_threads
-        self.prefetch = prefetch or worker_threads * 4
+        self.fixed_prefetch = prefetch
+        self.prefetch = prefetch or MAX_PREFETCH
         self.consumer: Consumer | None = None
         self.work: SimpleQueue[Any] = SimpleQueue()
         self.done: SimpleQueue[MessageProxy] = SimpleQueue()
@@ -138,16 +147,20 @@ class ConsumerThread(threading.Thread):
     def run(self) -> None:
         broker = self.worker.broker
         broker.emit_after("consumer_thread_boot", self)
-        prefetch = self.worker.prefetch
-        low_water = max(prefetch // 2, 1)
+        threads = self.worker.worker_threads
+        prefetch = self.worker.fixed_prefetch or threads
+        rate = _Rate()
         timeout = self.worker.worker_timeout / 1000
         put = self.worker.work.put
         pending: list[MessageProxy] = []
         try:
             while not self.stopping:
                 pending += self._drain_done()
+                if not self.worker.fixed_prefetch and rate.add(len(pending)):
+                    prefetch = min(max(int(rate.per_second * PREFETCH_WINDOW), threads),
+                                   MAX_PREFETCH)
                 want = 0
-                if not self.paused and self.outstanding <= low_water:
+                if not self.paused and self.outstanding <= prefetch // 2:
                     want = prefetch - self.outstanding
                 try:
                     received = self.consumer.exchange(pending, want)
@@ -212,6 +225,26 @@ class ConsumerThread(threading.Thread):
         self.stopping = True
         self.consumer.wakeup()
         self._stopped.wait()
+
+
+class _Rate:
+    """Completions per second, smoothed over windows of at least 20 ms."""
+
+    def __init__(self) -> None:
+        self.per_second = 0.0
+        self._count = 0
+        self._since = time.monotonic()
+
+    def add(self, count: int) -> bool:
+        """Count ``count`` completions; True when the estimate was updated."""
+        self._count += count
+        now = time.monotonic()
+        elapsed = now - self._since
+        if elapsed < 0.02:
+            return False
+        self.per_second = 0.5 * self.per_second + 0.5 * self._count / elapsed
+        self._count, self._since = 0, now
+        return True
 
 
 class WorkerThread(threading.Thread):
