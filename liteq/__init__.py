@@ -1,7 +1,7 @@
 """liteq: Dramatiq's programming model with one SQLite file as the default broker."""
 
 from .actors import Actor, actor
-from .broker import Broker, Consumer, MessageProxy, get_broker, set_broker
+from .broker import Broker, Consumer, MessageProxy, broker_from_url, get_broker, set_broker
 from .composition import group, pipeline
 from .encoder import Encoder, JSONEncoder, PickleEncoder, get_encoder, set_encoder
 from .errors import (
@@ -36,6 +36,7 @@ __all__ = [
     "EncodeError", "Encoder", "InvalidOption", "InvalidQueueName", "JSONEncoder", "LiteqError",
     "Message", "MessageProxy", "Middleware", "NotALiteqDatabase", "PickleEncoder",
     "QueueJoinTimeout", "QueueNotFound", "RateLimitExceeded", "Retry", "SchemaTooNew",
-    "SqliteBroker", "Worker", "actor", "get_broker", "get_encoder", "group", "pipeline",
+    "SqliteBroker", "Worker", "actor", "broker_from_url", "get_broker", "get_encoder", "group",
+    "pipeline",
     "set_broker", "set_encoder", "__version__",
 ]

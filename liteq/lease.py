@@ -225,6 +225,19 @@ class SqliteConsumer(Consumer):
             if proxy.failed and proxy._exception is not None:
                 self.broker.record_failure(proxy.handle[2], proxy._exception)
 
+    # -- the one-message interface (``next(consumer)``, ``ack``, ``nack``) -----------------
+    def poll(self) -> MessageProxy | None:
+        self._dirty = True
+        received = self.exchange([], 1)
+        return received[0] if received else None
+
+    def ack(self, message: MessageProxy) -> None:
+        self.exchange([message], 0)
+
+    def nack(self, message: MessageProxy) -> None:
+        message.fail()
+        self.exchange([message], 0)
+
     # -- shutdown ---------------------------------------------------------------------
     def requeue(self, messages: Iterable[MessageProxy]) -> None:
         """Give unstarted messages back at once, without counting a delivery."""
