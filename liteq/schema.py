@@ -37,11 +37,12 @@ MIGRATIONS: dict[int, str] = {
     -- CLAIM: directions match its ORDER BY, so a claim is an index walk, never a sort.
     CREATE INDEX liteq_messages_ready
         ON liteq_messages (queue, priority DESC, eta, id) WHERE state = {READY};
-    -- PROMOTE_DUE / NEXT_ETA
-    CREATE INDEX liteq_messages_delayed ON liteq_messages (eta) WHERE state = {DELAYED};
-    -- REAP_LAPSED / RENEW_LEASES / RELEASE_OWNER
+    -- PROMOTE_DUE / NEXT_ETA; covers COUNT_DELAYED
+    CREATE INDEX liteq_messages_delayed
+        ON liteq_messages (eta, queue) WHERE state = {DELAYED};
+    -- REAP_LAPSED / RENEW_LEASES / RELEASE_OWNER; covers COUNT_RUNNING
     CREATE INDEX liteq_messages_leased
-        ON liteq_messages (lease_expires_at) WHERE state = {LEASED};
+        ON liteq_messages (lease_expires_at, queue) WHERE state = {LEASED};
 
     CREATE TABLE liteq_dead_letters (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -154,7 +155,19 @@ QUEUE_BUSY = (
     f" OR EXISTS (SELECT 1 FROM liteq_messages WHERE state = {DELAYED} AND queue = ?)"
     f" OR EXISTS (SELECT 1 FROM liteq_messages WHERE state = {LEASED} AND queue = ?)"
 )
-COUNT_BY_STATE = "SELECT queue, state, count(*) FROM liteq_messages GROUP BY queue, state"
+# Counts read only the partial indexes (never the table), without the write lock.
+COUNT_READY = (
+    f"SELECT queue, count(*) FROM liteq_messages INDEXED BY liteq_messages_ready"
+    f" WHERE state = {READY} GROUP BY queue"
+)
+COUNT_DELAYED = (
+    f"SELECT queue, count(*) FROM liteq_messages INDEXED BY liteq_messages_delayed"
+    f" WHERE state = {DELAYED} GROUP BY queue"
+)
+COUNT_RUNNING = (
+    f"SELECT queue, count(*) FROM liteq_messages INDEXED BY liteq_messages_leased"
+    f" WHERE state = {LEASED} GROUP BY queue"
+)
 FLUSH_QUEUE = "DELETE FROM liteq_messages WHERE queue = ?"
 
 # --- dead letters (served by liteq_dead_letters_queue / _failed_at) ----------------------

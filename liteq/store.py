@@ -214,9 +214,10 @@ class SqliteBroker(Broker):
         blank = {"ready": 0, "delayed": 0, "running": 0, "dead": 0, "done": 0, "failed": 0}
         for name, done, failed in self.db.read("SELECT queue, done, failed FROM liteq_queues"):
             result[name] = dict(blank, done=done, failed=failed)
-        names = {q.READY: "ready", q.DELAYED: "delayed", q.LEASED: "running"}
-        for name, state, count in self.db.read(q.COUNT_BY_STATE):
-            result.setdefault(name, dict(blank))[names[state]] = count
+        for key, sql in (("ready", q.COUNT_READY), ("delayed", q.COUNT_DELAYED),
+                         ("running", q.COUNT_RUNNING)):
+            for name, count in self.db.read(sql):
+                result.setdefault(name, dict(blank))[key] = count
         for name, count in self.db.read(q.COUNT_DEAD):
             result.setdefault(name, dict(blank))["dead"] = count
         return result
