@@ -17,7 +17,7 @@ import socket
 import time
 import traceback
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import apsw
 
@@ -75,8 +75,10 @@ class SqliteConsumer(Consumer):
         self._expire_at = 0.0
         self._beat_at = 0.0
         self.started_at = current_millis()
-        #: Returns (threads, running actor names, processed, failed) for the registry.
-        self.describe: Callable[[], tuple[int, list[str], int, int]] = lambda: (0, [], 0, 0)
+        #: Returns (threads, running actor names, processed, failed, activity) for the
+        #: worker registry.
+        self.describe: Callable[[], tuple[int, list[str], int, int, dict[str, Any]]] = (
+            lambda: (0, [], 0, 0, {}))
         self.waiter = Waiter(broker.path, self._changed)
 
     # -- waiting --------------------------------------------------------------------
@@ -177,10 +179,11 @@ class SqliteConsumer(Consumer):
                 self._dirty = True
             self._reap_at = now + min(self.lease_ms / 3000, 5.0)
         if now >= self._beat_at:
-            threads, running, processed, failed = self.describe()
+            threads, running, processed, failed, activity = self.describe()
             conn.execute(q.HEARTBEAT, (
                 self.owner, os.getpid(), HOST, json.dumps(self.queue_names), threads,
                 self.started_at, now_ms, json.dumps(running), processed, failed,
+                json.dumps(activity),
             ))
             self._beat_at = now + HEARTBEAT_INTERVAL
         if now >= self._expire_at:

@@ -79,7 +79,8 @@ MIGRATIONS: dict[int, str] = {
         heartbeat_at INTEGER NOT NULL,
         running TEXT NOT NULL DEFAULT '[]',
         processed INTEGER NOT NULL DEFAULT 0,
-        failed INTEGER NOT NULL DEFAULT 0
+        failed INTEGER NOT NULL DEFAULT 0,
+        activity TEXT NOT NULL DEFAULT '{{}}'  -- JSON: recent run times and failures
     );
     """,
 }
@@ -137,15 +138,16 @@ RELEASE_OWNER = (
 # --- worker registry ---------------------------------------------------------------------
 HEARTBEAT = (
     "INSERT INTO liteq_workers (owner, pid, host, queues, threads, started_at, heartbeat_at,"
-    " running, processed, failed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " running, processed, failed, activity) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     " ON CONFLICT (owner) DO UPDATE SET heartbeat_at = excluded.heartbeat_at,"
-    " running = excluded.running, processed = excluded.processed, failed = excluded.failed"
+    " running = excluded.running, processed = excluded.processed, failed = excluded.failed,"
+    " activity = excluded.activity"
 )
 UNREGISTER = "DELETE FROM liteq_workers WHERE owner = ?"
 UNREGISTER_PROCESS = "DELETE FROM liteq_workers WHERE substr(owner, 1, length(?1)) = ?1"
 LIST_WORKERS = (
     "SELECT owner, pid, host, queues, threads, started_at, heartbeat_at, running, processed,"
-    " failed FROM liteq_workers ORDER BY host, pid"
+    " failed, activity FROM liteq_workers ORDER BY host, pid"
 )
 DELETE_STALE_WORKERS = "DELETE FROM liteq_workers WHERE heartbeat_at < ?"
 

@@ -225,12 +225,13 @@ class SqliteBroker(Broker):
     def workers(self) -> list[dict[str, Any]]:
         """The worker registry: one entry per consumer with its latest heartbeat."""
         keys = ("owner", "pid", "host", "queues", "threads", "started_at", "heartbeat_at",
-                "running", "processed", "failed")
+                "running", "processed", "failed", "activity")
         rows = []
         for row in self.db.read(q.LIST_WORKERS):
             entry = dict(zip(keys, row, strict=True))
             entry["queues"] = json.loads(entry["queues"])
             entry["running"] = json.loads(entry["running"])
+            entry["activity"] = json.loads(entry["activity"])
             rows.append(entry)
         return rows
 

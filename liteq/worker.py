@@ -16,8 +16,10 @@ import logging
 import threading
 import time
 from queue import Empty, SimpleQueue
+from time import perf_counter
 from typing import Any
 
+from .activity import Activity
 from .asyncio import EventLoopThread, get_event_loop_thread, set_event_loop_thread
 from .broker import Broker, Consumer, MessageProxy
 from .errors import ActorNotFound, Interrupt, RateLimitExceeded, Retry, SkipMessage
@@ -59,6 +61,7 @@ class Worker:
         self._own_loop: EventLoopThread | None = None
         self.processed = 0
         self.failed = 0
+        self.activity = Activity()
 
     @property
     def queue_names(self) -> list[str]:
@@ -85,10 +88,11 @@ class Worker:
         self.consumer_thread.start()
         self.broker.emit_after("worker_boot", self)
 
-    def describe(self) -> tuple[int, list[str], int, int]:
-        """(threads, actors running now, messages processed, messages failed)."""
+    def describe(self) -> tuple[int, list[str], int, int, dict[str, Any]]:
+        """(threads, actors running now, processed, failed, recent activity)."""
         running = [m.actor_name for t in self.threads if (m := t.current) is not None]
-        return self.worker_threads, running, self.processed, self.failed
+        return (self.worker_threads, running, self.processed, self.failed,
+                self.activity.snapshot())
 
     def pause(self) -> None:
         """Stop claiming new messages; running ones go on."""
@@ -285,12 +289,14 @@ class WorkerThread(threading.Thread):
             for hook in broker._hooks["before_process_message"]:
                 hook(broker, proxy)
             message = proxy._message
+            started = perf_counter()
             if actor.is_async:
                 from .asyncio import run_coroutine
 
                 result = run_coroutine(actor.fn(*message.args, **message.kwargs))
             else:
                 result = actor.fn(*message.args, **message.kwargs)
+            self.worker.activity.ran(message.queue_name, perf_counter() - started)
             for hook in broker._hooks["after_process_message"]:
                 try:
                     hook(broker, proxy, result=result)
@@ -300,6 +306,8 @@ class WorkerThread(threading.Thread):
             broker.emit_after("skip_message", proxy)
         except BaseException as exc:
             self.worker.failed += 1
+            self.worker.activity.failed(proxy._message.actor_name, proxy._message.message_id,
+                                        exc)
             self._log_failure(proxy, exc)
             proxy.stuff_exception(exc)
             broker.emit_after("process_message", proxy, exception=exc)

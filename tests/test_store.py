@@ -406,3 +406,23 @@ def test_a_full_disk_is_a_clear_error_and_loses_nothing(sqlite_broker):
     consumer = sqlite_broker.consume("default", prefetch=2000)
     assert consumer.exchange([], 2000)[0].args == ("kept",)
     assert sqlite_broker.db.read("PRAGMA integrity_check") == [("ok",)]
+
+
+def test_registry_publishes_recent_run_times_and_failures(sqlite_broker):
+    @liteq.actor(max_retries=0)
+    def maybe(fail):
+        if fail:
+            raise KeyError("nope")
+
+    for fail in (False, False, True):
+        maybe.send(fail)
+    with running_worker(sqlite_broker, worker_threads=1):
+        sqlite_broker.join("default", timeout=10000)
+        wait_for(lambda: sqlite_broker.workers()
+                 and sqlite_broker.workers()[0]["processed"] == 3, timeout=5)
+        [entry] = sqlite_broker.workers()
+    activity = entry["activity"]
+    assert activity["run_time"]["default"]["n"] == 2
+    assert activity["run_time"]["default"]["p95"] >= activity["run_time"]["default"]["p50"]
+    [failure] = activity["failures"]
+    assert failure["actor"] == "maybe" and failure["error"] == "KeyError: 'nope'"
