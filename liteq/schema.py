@@ -170,6 +170,20 @@ COUNT_RUNNING = (
     f"SELECT queue, count(*) FROM liteq_messages INDEXED BY liteq_messages_leased"
     f" WHERE state = {LEASED} GROUP BY queue"
 )
+# The oldest ready ETA of one queue by index seeks: one per distinct priority (skip-scan).
+OLDEST_READY = f"""
+WITH RECURSIVE levels(priority) AS (
+    SELECT max(priority) FROM liteq_messages INDEXED BY liteq_messages_ready
+     WHERE queue = ?1 AND state = {READY}
+    UNION ALL
+    SELECT (SELECT max(priority) FROM liteq_messages INDEXED BY liteq_messages_ready
+             WHERE queue = ?1 AND state = {READY} AND priority < levels.priority)
+      FROM levels WHERE levels.priority IS NOT NULL
+)
+SELECT min((SELECT min(eta) FROM liteq_messages INDEXED BY liteq_messages_ready
+             WHERE queue = ?1 AND state = {READY} AND priority = levels.priority))
+  FROM levels WHERE levels.priority IS NOT NULL
+"""
 FLUSH_QUEUE = "DELETE FROM liteq_messages WHERE queue = ?"
 
 # --- dead letters (served by liteq_dead_letters_queue / _failed_at) ----------------------

@@ -222,6 +222,13 @@ class SqliteBroker(Broker):
             result.setdefault(name, dict(blank))["dead"] = count
         return result
 
+    def oldest_ready(self, queue_name: str) -> int | None:
+        """ETA (ms) of the longest-waiting ready message of ``queue_name``, or None.
+
+        Index seeks only (one per distinct priority), so it stays cheap at any depth.
+        """
+        return self.db.read(q.OLDEST_READY, (queue_name,))[0][0]
+
     def workers(self) -> list[dict[str, Any]]:
         """The worker registry: one entry per consumer with its latest heartbeat."""
         keys = ("owner", "pid", "host", "queues", "threads", "started_at", "heartbeat_at",

@@ -426,3 +426,19 @@ def test_registry_publishes_recent_run_times_and_failures(sqlite_broker):
     assert activity["run_time"]["default"]["p95"] >= activity["run_time"]["default"]["p50"]
     [failure] = activity["failures"]
     assert failure["actor"] == "maybe" and failure["error"] == "KeyError: 'nope'"
+
+
+def test_oldest_ready_is_found_by_index_seeks(sqlite_broker):
+    @liteq.actor
+    def job(n):
+        pass
+
+    assert sqlite_broker.oldest_ready("default") is None
+    now = current_millis()
+    for n, (priority, age) in enumerate([(5, 10), (0, 500), (9, 50), (0, 20)]):
+        sqlite_broker.enqueue(job.message_with_options(args=(n,), priority=priority,
+                                                       eta=now - age))
+    assert sqlite_broker.oldest_ready("default") == now - 500
+    plan = " ".join(r[3] for r in sqlite_broker.db.conn.execute(
+        "EXPLAIN QUERY PLAN " + schema.OLDEST_READY, ("default",)))
+    assert "SCAN liteq_messages" not in plan
