@@ -29,14 +29,22 @@ logger = logging.getLogger("liteq.broker")
 class MessageProxy:
     """A received message plus its delivery state (failure, exception, broker handle)."""
 
-    __slots__ = ("_message", "_exception", "failed", "handle", "options")
+    __slots__ = ("_message", "_exception", "failed", "handle", "options", "actor_name",
+                 "queue_name", "message_id", "args", "kwargs", "message_timestamp")
 
     def __init__(self, message: Message, handle: Any = None) -> None:
         self._message = message
         self._exception: BaseException | None = None
         self.failed = False
         self.handle = handle
+        # The fields every hook reads, copied once rather than found by __getattr__.
         self.options = message.options
+        self.actor_name = message.actor_name
+        self.queue_name = message.queue_name
+        self.message_id = message.message_id
+        self.args = message.args
+        self.kwargs = message.kwargs
+        self.message_timestamp = message.message_timestamp
 
     def fail(self) -> None:
         """Mark the message failed: it will be nacked (dead-lettered), not acked."""

@@ -28,7 +28,7 @@ class JSONEncoder(Encoder):
 
     def __init__(self) -> None:
         self._dumps = json.JSONEncoder(separators=(",", ":")).encode
-        self._loads = json.loads
+        self._loads = json.JSONDecoder().decode
 
     def encode(self, data: MessageData) -> bytes:
         try:
@@ -38,8 +38,8 @@ class JSONEncoder(Encoder):
 
     def decode(self, data: bytes) -> MessageData:
         try:
-            return self._loads(data)
-        except (TypeError, ValueError) as e:
+            return self._loads(data.decode("utf-8") if isinstance(data, bytes) else data)
+        except (TypeError, ValueError, AttributeError) as e:
             raise DecodeError(f"message body is not valid JSON: {e}", data, e) from e
 
 

@@ -17,9 +17,9 @@ if TYPE_CHECKING:
 
 R = TypeVar("R")
 
-_FIELDS = (
+_FIELDS = frozenset((
     "queue_name", "actor_name", "args", "kwargs", "options", "message_id", "message_timestamp",
-)
+))
 
 
 def generate_unique_id() -> str:
@@ -47,7 +47,7 @@ class Message(Generic[R]):
     def decode(cls, data: bytes) -> Message:
         """Build a message from bytes made by :meth:`encode`; raises ``DecodeError``."""
         fields = get_encoder().decode(data)
-        if not isinstance(fields, dict) or set(fields) != set(_FIELDS):
+        if not isinstance(fields, dict) or fields.keys() != _FIELDS:
             raise DecodeError(f"not a message envelope: {data[:200]!r}", data)
         try:
             return cls(**fields)

@@ -316,7 +316,8 @@ class WorkerThread(threading.Thread):
             self.worker.processed += 1
             self.worker.done.put(proxy)
             consumer_thread = self.worker.consumer_thread
-            if consumer_thread is not None and consumer_thread.idle:
+            if (consumer_thread is not None and consumer_thread.idle
+                    and self.worker.work.qsize() <= self.worker.worker_threads):
                 consumer_thread.consumer.wakeup()
 
     @staticmethod
