@@ -79,6 +79,12 @@ class QueueJoinTimeout(LiteqError):
     """``Broker.join`` ran out of time before the queue was empty."""
 
 
+class PidFileError(LiteqError):
+    """``liteq worker --pid-file`` names a live process, or a file without a pid (exit 4)."""
+
+    exit_code = 4
+
+
 class RateLimitExceeded(LiteqError):
     """A rate limiter could not acquire a slot."""
 
@@ -130,3 +136,15 @@ class TimeLimitExceeded(Interrupt):  # noqa: N818 - Dramatiq's name
 
 class Shutdown(Interrupt):  # noqa: N818 - Dramatiq's name
     """The worker is shutting down."""
+
+
+class ImportFailed(LiteqError):
+    """A module named on the command line could not be imported (exit code 2)."""
+
+    exit_code = 2
+
+
+class BrokerFailed(LiteqError):
+    """The broker could not be built or reached, e.g. an unusable database (exit code 3)."""
+
+    exit_code = 3

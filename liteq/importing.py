@@ -17,19 +17,7 @@ import traceback
 from collections.abc import Iterable
 
 from .broker import Broker, get_broker, set_broker
-from .errors import BrokerConnectionError, DatabaseError
-
-
-class ImportFailed(Exception):
-    """A module named on the command line could not be imported (exit code 2)."""
-
-    exit_code = 2
-
-
-class BrokerFailed(Exception):
-    """The broker could not be built or reached, e.g. an unusable database (exit code 3)."""
-
-    exit_code = 3
+from .errors import BrokerConnectionError, BrokerFailed, DatabaseError, ImportFailed
 
 
 def prepend_paths(paths: Iterable[str]) -> None:

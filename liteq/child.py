@@ -1,0 +1,205 @@
+"""A worker process of ``liteq worker``: imports the task modules and runs a Worker.
+
+The supervisor starts it (forked, or spawned with ``use_spawn``); it imports the
+modules, builds their broker, emits ``after_process_boot``, starts a
+:class:`liteq.Worker` and tells the supervisor it is ready (or why it cannot run)
+through a pipe. It stops on SIGTERM, when the supervisor is gone, or after
+``max_tasks_per_child`` tasks (exit code :data:`EXIT_RECYCLE`). It ignores SIGINT and
+SIGHUP: a terminal's Ctrl-C reaches the whole process group, and the supervisor decides.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import os
+import select
+import signal
+import sys
+import threading
+import time
+from typing import Any
+
+from .hard_limit import SharedDeadlines, publish_deadlines
+from .logs import setup_logging
+from .middleware.middleware import Middleware
+from .pool_config import EXIT_BROKER, EXIT_IMPORT, EXIT_KILLED, EXIT_OK, EXIT_RECYCLE, PoolConfig
+from .signals import POOL_SIGNALS, block_signals
+
+logger = logging.getLogger("liteq.pool")
+
+
+class _Recycle(Middleware):
+    """Counts finished tasks; at the limit, stops claiming and wakes the main thread."""
+
+    def __init__(self, limit: int, wake_fd: int) -> None:
+        self.limit = limit
+        self.wake_fd = wake_fd
+        self.count = 0
+        self.worker: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def due(self) -> bool:
+        return self.count >= self.limit
+
+    def before_worker_boot(self, broker: Any, worker: Any) -> None:
+        self.worker = worker
+
+    def after_process_message(self, broker: Any, message: Any, *, result: Any = None,
+                              exception: BaseException | None = None) -> None:
+        with self._lock:
+            self.count += 1
+            if self.count != self.limit:
+                return
+        if self.worker is not None:
+            self.worker.pause()
+        with contextlib.suppress(OSError):
+            os.write(self.wake_fd, b"r")
+
+    after_skip_message = after_process_message
+
+
+class _TaskLog(Middleware):
+    """One DEBUG line per task (installed only with ``--verbose``)."""
+
+    _log = logging.getLogger("liteq.task")
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    def before_process_message(self, broker: Any, message: Any) -> None:
+        self._local.start = time.perf_counter()
+        self._log.debug("running %s (message %s)", message, message.message_id)
+
+    def after_process_message(self, broker: Any, message: Any, *, result: Any = None,
+                              exception: BaseException | None = None) -> None:
+        elapsed = (time.perf_counter() - getattr(self._local, "start", time.perf_counter()))
+        self._log.debug("%s %s in %.2f ms (message %s)", message.actor_name,
+                        "failed" if exception is not None else "done", elapsed * 1000,
+                        message.message_id)
+
+    def after_skip_message(self, broker: Any, message: Any) -> None:
+        self._log.debug("skipped message %s", message.message_id)
+
+
+def _set_parent_death_signal() -> None:
+    """On Linux, get SIGTERM when the supervisor dies (so children are never orphaned)."""
+    if not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(Exception):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGTERM), 0, 0, 0)  # PR_SET_PDEATHSIG
+
+
+def child_main(config: PoolConfig, conn: Any, deadlines: SharedDeadlines | None,
+               parent_pid: int) -> None:
+    """Entry point of a worker process; never returns (exits with the pool's exit codes)."""
+    code = EXIT_KILLED
+    try:
+        code = _run_child(config, conn, deadlines, parent_pid)
+    except BaseException:  # noqa: BLE001 - a crash must still produce an exit code
+        logger.exception("worker process crashed")
+    finally:
+        with contextlib.suppress(Exception):
+            logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+def _run_child(config: PoolConfig, conn: Any, deadlines: SharedDeadlines | None,
+               parent_pid: int) -> int:
+    # Signals arrive blocked (the supervisor blocks them around fork); install our own
+    # handlers, then let them through.
+    signal.set_wakeup_fd(-1)
+    rfd, wfd = os.pipe()
+    os.set_blocking(rfd, False)
+    os.set_blocking(wfd, False)
+    received: list[int] = []
+
+    def on_term(signum: int, frame: Any) -> None:
+        received.append(signum)
+        if len(received) > 1:
+            os._exit(EXIT_KILLED)
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    signal.set_wakeup_fd(wfd)
+    block_signals(getattr(signal, "SIG_UNBLOCK", 1), POOL_SIGNALS)
+    _set_parent_death_signal()
+    setup_logging(config.verbose, config.log_file)
+    if os.getppid() != parent_pid:
+        return EXIT_KILLED
+
+    from .errors import BrokerConnectionError, BrokerFailed, DatabaseError, ImportFailed
+    from .importing import import_broker
+    from .worker import Worker
+
+    def fail(exit_code: int, text: str) -> int:
+        with contextlib.suppress(Exception):
+            conn.send(("error", exit_code, text))
+        return exit_code
+
+    try:
+        broker = import_broker(config.modules, config.paths)
+    except (ImportFailed, BrokerFailed) as e:
+        return fail(e.exit_code, str(e))
+
+    declared = broker.get_declared_queues()
+    queues = None
+    if config.queues:
+        unknown = sorted(set(config.queues) - declared)
+        if unknown:
+            logger.warning("ignoring queue(s) no actor of %s uses: %s",
+                           " ".join(config.modules), ", ".join(unknown))
+        queues = sorted(set(config.queues) & declared)
+        if not queues:
+            return fail(EXIT_IMPORT, f"none of the queues {config.queues} is declared by "
+                        f"{' '.join(config.modules)} (declared: {sorted(declared)})")
+    elif not declared:
+        return fail(EXIT_IMPORT, f"{' '.join(config.modules)} declare(s) no actors")
+
+    recycle = None
+    if config.max_tasks_per_child:
+        recycle = _Recycle(config.max_tasks_per_child, wfd)
+        broker.add_middleware(recycle)
+    if config.hard_time_limit and deadlines is not None:
+        publish_deadlines(broker, deadlines)
+    if config.verbose:
+        broker.add_middleware(_TaskLog())
+
+    worker = Worker(broker, queues=queues, worker_threads=config.threads,
+                    worker_timeout=config.worker_timeout, prefetch=config.prefetch)
+    try:
+        broker.emit_after("process_boot")
+        worker.start()
+    except (DatabaseError, BrokerConnectionError) as e:
+        return fail(EXIT_BROKER, f"cannot use the broker {broker!r}: {e}")
+    conn.send(("ready", getattr(broker, "path", None) if getattr(broker, "is_sqlite", False)
+               else None))
+    logger.info("worker process ready: %d threads on %s, queues %s", config.threads,
+                broker, ", ".join(worker.queue_names))
+
+    code = EXIT_OK
+    while not received:
+        if recycle is not None and recycle.due:
+            logger.info("processed %d tasks (--max-tasks-per-child); recycling this process",
+                        recycle.count)
+            code = EXIT_RECYCLE
+            break
+        if os.getppid() != parent_pid:
+            logger.warning("the supervisor is gone; stopping")
+            break
+        with contextlib.suppress(InterruptedError):
+            select.select([rfd], [], [], 1.0)
+        with contextlib.suppress(BlockingIOError):
+            os.read(rfd, 512)
+    logger.debug("stopping the worker (shutdown timeout %d ms)", config.shutdown_timeout)
+    worker.stop(config.shutdown_timeout)
+    with contextlib.suppress(Exception):
+        broker.close()
+    return code
