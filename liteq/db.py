@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import apsw
 
 from .errors import DatabaseUnavailable
-from .schema import check
+from .schema import check, migrate
 
 T = TypeVar("T")
 
@@ -57,7 +57,11 @@ def create_private_file(path: str) -> None:
 
 
 def open_connection(path: str, *, durable: bool = False) -> apsw.Connection:
-    """Open ``path`` in WAL mode with liteq's pragmas, after checking it is liteq's to use."""
+    """Open ``path`` in WAL mode with liteq's pragmas and its schema up to date.
+
+    The file is checked before anything is written: another application's database or
+    one from a newer liteq is refused untouched.
+    """
     create_private_file(path)
     try:
         conn = apsw.Connection(path)
@@ -68,6 +72,7 @@ def open_connection(path: str, *, durable: bool = False) -> apsw.Connection:
         conn.execute("PRAGMA wal_autocheckpoint=10000")
         conn.execute("PRAGMA journal_size_limit=67108864")
         conn.execute("PRAGMA temp_store=MEMORY")
+        migrate(conn, path)
     except apsw.CantOpenError as e:
         raise DatabaseUnavailable(f"cannot open database {path!r}: {e}") from e
     return conn
@@ -106,6 +111,11 @@ class Database:
             self._conn = open_connection(self.path, durable=self.durable)
             self._pid = os.getpid()
         return self._conn  # type: ignore[return-value]
+
+    def open(self) -> None:
+        """Open (check, migrate) the file now rather than at first use."""
+        with self.lock:
+            _ = self.conn
 
     def write(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(conn, *args)`` in ``BEGIN IMMEDIATE``, retrying on lock contention.

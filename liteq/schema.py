@@ -82,6 +82,22 @@ MIGRATIONS: dict[int, str] = {
         failed INTEGER NOT NULL DEFAULT 0,
         activity TEXT NOT NULL DEFAULT '{{}}'  -- JSON: recent run times and failures
     );
+
+    -- Results of actors with store_results (liteq.results.backends.SqliteBackend).
+    CREATE TABLE liteq_results (
+        key TEXT PRIMARY KEY,
+        value BLOB NOT NULL,
+        expires_at INTEGER NOT NULL
+    );
+    CREATE INDEX liteq_results_expires_at ON liteq_results (expires_at);
+
+    -- Counters of rate limiters and barriers (liteq.rate_limits.backends.SqliteBackend).
+    CREATE TABLE liteq_rate_limits (
+        key TEXT PRIMARY KEY,
+        value INTEGER,
+        expires_at INTEGER
+    );
+    CREATE INDEX liteq_rate_limits_expires_at ON liteq_rate_limits (expires_at);
     """,
 }
 
@@ -203,6 +219,25 @@ COUNT_DEAD = "SELECT queue, count(*) FROM liteq_dead_letters GROUP BY queue"
 DELETE_DEAD = "DELETE FROM liteq_dead_letters WHERE id = ?"
 EXPIRE_DEAD = "DELETE FROM liteq_dead_letters WHERE failed_at < ?"
 MAX_DEAD_ID = "SELECT coalesce(max(id), 0) FROM liteq_dead_letters WHERE queue = ?"
+
+
+# --- results (served by the primary key / liteq_results_expires_at) ----------------------
+SELECT_RESULT = "SELECT value FROM liteq_results WHERE key = ? AND expires_at > ?"
+UPSERT_RESULT = "INSERT OR REPLACE INTO liteq_results (key, value, expires_at) VALUES (?, ?, ?)"
+PURGE_RESULTS = (
+    "DELETE FROM liteq_results WHERE rowid IN"
+    " (SELECT rowid FROM liteq_results WHERE expires_at <= ? LIMIT ?)"
+)
+
+# --- rate limits (served by the primary key / liteq_rate_limits_expires_at) ---------------
+SELECT_LIMIT = "SELECT value FROM liteq_rate_limits WHERE key = ? AND expires_at > ?"
+UPSERT_LIMIT = (
+    "INSERT OR REPLACE INTO liteq_rate_limits (key, value, expires_at) VALUES (?, ?, ?)"
+)
+PURGE_LIMITS = (
+    "DELETE FROM liteq_rate_limits WHERE rowid IN"
+    " (SELECT rowid FROM liteq_rate_limits WHERE expires_at <= ? LIMIT ?)"
+)
 
 
 def check(conn: apsw.Connection, path: str) -> int:

@@ -78,8 +78,7 @@ class SqliteBroker(Broker):
         self.max_deliveries = max_deliveries
         self.dead_letter_ttl = dead_letter_ttl
         self.db = Database.shared(self.path, durable=durable)
-        with self.db.lock:
-            q.migrate(self.db.conn, self.path)
+        self.db.open()
         self._tx = threading.local()
         self._failures: dict[str, list[BaseException]] = {}
         super().__init__(middleware)

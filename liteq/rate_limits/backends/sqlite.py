@@ -7,34 +7,14 @@ a notification polls with backoff and never takes the write lock.
 
 from __future__ import annotations
 
-import threading
 import time
 
 import apsw
 
+from ... import schema as q
 from ...common import current_millis
 from ...db import Database
 from ..backend import Keys, RateLimiterBackend, resolve_keys
-
-CREATE_TABLE = """
-CREATE TABLE IF NOT EXISTS liteq_rate_limits (
-    key TEXT PRIMARY KEY,
-    value INTEGER,
-    expires_at INTEGER
-)
-"""
-CREATE_EXPIRY_INDEX = (
-    "CREATE INDEX IF NOT EXISTS liteq_rate_limits_expires_at ON liteq_rate_limits (expires_at)"
-)
-SELECT_VALUE = "SELECT value FROM liteq_rate_limits WHERE key = ? AND expires_at > ?"
-UPSERT_VALUE = (
-    "INSERT OR REPLACE INTO liteq_rate_limits (key, value, expires_at) VALUES (?, ?, ?)"
-)
-PURGE_EXPIRED = """
-DELETE FROM liteq_rate_limits WHERE rowid IN (
-    SELECT rowid FROM liteq_rate_limits WHERE expires_at <= ? LIMIT ?
-)
-"""
 
 #: Expired keys (old buckets, stale notifications) are purged at most this often (ms),
 #: at most this many per purge.
@@ -54,19 +34,7 @@ class SqliteBackend(RateLimiterBackend):
     def __init__(self, path: str = "liteq.db", *, durable: bool = False) -> None:
         self.path = path
         self.db = Database.shared(path, durable=durable)
-        self._schema_ready = False
-        self._schema_lock = threading.Lock()
         self._next_purge = 0
-
-    def _ensure_schema(self) -> None:
-        """Create the table on first use (not at construction, so that a broker that
-        checks a new file's schema gets to create it first)."""
-        if self._schema_ready:
-            return
-        with self._schema_lock:
-            if not self._schema_ready:
-                self.db.write(_create_schema)
-                self._schema_ready = True
 
     def _purge_before(self, now: int) -> int | None:
         """``now`` when this operation should also purge expired keys, else None."""
@@ -76,33 +44,28 @@ class SqliteBackend(RateLimiterBackend):
         return now
 
     def add(self, key: str, value: int, ttl: int) -> bool:
-        self._ensure_schema()
         now = current_millis()
         return self.db.write(_add, key, value, now, ttl, self._purge_before(now))
 
     def incr(self, key: str, amount: int, maximum: int, ttl: int) -> bool:
-        self._ensure_schema()
         now = current_millis()
         return self.db.write(_change, key, (), amount, None, maximum, now, ttl,
                              self._purge_before(now))
 
     def decr(self, key: str, amount: int, minimum: int, ttl: int) -> bool:
-        self._ensure_schema()
         now = current_millis()
         return self.db.write(_change, key, (), -amount, minimum, None, now, ttl,
                              self._purge_before(now))
 
     def incr_and_sum(self, key: str, keys: Keys, amount: int, maximum: int, ttl: int) -> bool:
-        self._ensure_schema()
         now = current_millis()
         return self.db.write(_change, key, tuple(resolve_keys(keys)), amount, None, maximum,
                              now, ttl, self._purge_before(now))
 
     def wait(self, key: str, timeout: int | None) -> bool:
-        self._ensure_schema()
         deadline = None if timeout is None else time.monotonic() + timeout / 1000
         pause = _POLL_START
-        while not self.db.read(SELECT_VALUE, (key, current_millis())):
+        while not self.db.read(q.SELECT_LIMIT, (key, current_millis())):
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 return False
@@ -111,28 +74,22 @@ class SqliteBackend(RateLimiterBackend):
         return True
 
     def wait_notify(self, key: str, ttl: int) -> None:
-        self._ensure_schema()
         now = current_millis()
         self.db.write(_set, key, 1, now + ttl)
 
 
-def _create_schema(conn: apsw.Connection) -> None:
-    conn.execute(CREATE_TABLE)
-    conn.execute(CREATE_EXPIRY_INDEX)
-
-
 def _value(conn: apsw.Connection, key: str, now: int) -> int | None:
-    row = conn.execute(SELECT_VALUE, (key, now)).fetchone()
+    row = conn.execute(q.SELECT_LIMIT, (key, now)).fetchone()
     return None if row is None else row[0]
 
 
 def _set(conn: apsw.Connection, key: str, value: int, expires_at: int) -> None:
-    conn.execute(UPSERT_VALUE, (key, value, expires_at))
+    conn.execute(q.UPSERT_LIMIT, (key, value, expires_at))
 
 
 def _purge(conn: apsw.Connection, before: int | None) -> None:
     if before is not None:
-        conn.execute(PURGE_EXPIRED, (before, PURGE_BATCH))
+        conn.execute(q.PURGE_LIMITS, (before, PURGE_BATCH))
 
 
 def _add(conn: apsw.Connection, key: str, value: int, now: int, ttl: int,

@@ -7,33 +7,15 @@ the file's lock. Reads never open a write transaction; blocking waits poll with 
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 import apsw
 
+from ... import schema as q
 from ...common import current_millis
 from ...db import Database
 from ...encoder import Encoder
 from ..backend import Missing, ResultBackend
-
-CREATE_TABLE = """
-CREATE TABLE IF NOT EXISTS liteq_results (
-    key TEXT PRIMARY KEY,
-    value BLOB NOT NULL,
-    expires_at INTEGER NOT NULL
-)
-"""
-CREATE_EXPIRY_INDEX = (
-    "CREATE INDEX IF NOT EXISTS liteq_results_expires_at ON liteq_results (expires_at)"
-)
-SELECT_RESULT = "SELECT value FROM liteq_results WHERE key = ? AND expires_at > ?"
-UPSERT_RESULT = "INSERT OR REPLACE INTO liteq_results (key, value, expires_at) VALUES (?, ?, ?)"
-PURGE_EXPIRED = """
-DELETE FROM liteq_results WHERE rowid IN (
-    SELECT rowid FROM liteq_results WHERE expires_at <= ? LIMIT ?
-)
-"""
 
 #: Expired rows are purged at most this often (ms), at most this many per purge, so
 #: that no store holds the write lock for long.
@@ -60,29 +42,15 @@ class SqliteBackend(ResultBackend):
         super().__init__(namespace=namespace, encoder=encoder)
         self.path = path
         self.db = Database.shared(path, durable=durable)
-        self._schema_ready = False
-        self._schema_lock = threading.Lock()
         self._next_purge = 0
 
-    def _ensure_schema(self) -> None:
-        """Create the table on first use (not at construction, so that a broker that
-        checks a new file's schema gets to create it first)."""
-        if self._schema_ready:
-            return
-        with self._schema_lock:
-            if not self._schema_ready:
-                self.db.write(_create_schema)
-                self._schema_ready = True
-
     def _get(self, key: str) -> Any:
-        self._ensure_schema()
-        rows = self.db.read(SELECT_RESULT, (key, current_millis()))
+        rows = self.db.read(q.SELECT_RESULT, (key, current_millis()))
         if not rows:
             return Missing
         return self.encoder.decode(rows[0][0])
 
     def _store(self, key: str, value: Any, ttl: int) -> None:
-        self._ensure_schema()
         data = self.encoder.encode(value)
         now = current_millis()
         purge = now >= self._next_purge
@@ -93,17 +61,12 @@ class SqliteBackend(ResultBackend):
             self._next_purge = 0
 
 
-def _create_schema(conn: apsw.Connection) -> None:
-    conn.execute(CREATE_TABLE)
-    conn.execute(CREATE_EXPIRY_INDEX)
-
-
 def _store(
     conn: apsw.Connection, key: str, data: bytes, expires_at: int, purge_before: int | None
 ) -> int:
     """Upsert one result; with ``purge_before``, also delete a batch of expired rows."""
-    conn.execute(UPSERT_RESULT, (key, data, expires_at))
+    conn.execute(q.UPSERT_RESULT, (key, data, expires_at))
     if purge_before is None:
         return 0
-    conn.execute(PURGE_EXPIRED, (purge_before, PURGE_BATCH))
+    conn.execute(q.PURGE_RESULTS, (purge_before, PURGE_BATCH))
     return conn.changes()
