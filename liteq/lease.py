@@ -74,6 +74,7 @@ class SqliteConsumer(Consumer):
         self._reap_at = 0.0
         self._expire_at = 0.0
         self._beat_at = 0.0
+        self._hold_until = 0.0
         self.started_at = current_millis()
         #: Returns (threads, running actor names, processed, failed, activity) for the
         #: worker registry.
@@ -91,6 +92,9 @@ class SqliteConsumer(Consumer):
 
     def wait(self, timeout: float) -> None:
         now = time.monotonic()
+        if self._dirty and now < self._hold_until:
+            self.waiter.sleep(min(timeout, self._hold_until - now))
+            return
         timeout = min(timeout, max(0.0, self._maintenance_at() - now))
         if self._next_eta is not None:
             timeout = min(timeout, max(0.0, (self._next_eta - current_millis()) / 1000))
@@ -108,7 +112,7 @@ class SqliteConsumer(Consumer):
     def exchange(self, done: list[MessageProxy], want: int) -> list[MessageProxy]:
         now_ms = current_millis()
         due = self._next_eta is not None and self._next_eta <= now_ms
-        claim = want > 0 and (self._dirty or due)
+        claim = want > 0 and (self._dirty or due) and time.monotonic() >= self._hold_until
         if not done and not claim and time.monotonic() < self._maintenance_at():
             return []
         rows = self.db.write(self._round_trip, done, want if claim else 0, now_ms)
@@ -137,6 +141,7 @@ class SqliteConsumer(Consumer):
         self._dirty = len(rows) >= want
         if not self._dirty:
             self._next_eta = conn.execute(q.NEXT_ETA).fetchone()[0]
+            self._hold_until = time.monotonic() + self.broker.batch_window_ms / 1000
         return self._lease(conn, rows, now_ms)
 
     def _lease(self, conn: apsw.Connection, rows: list[tuple], now_ms: int) -> list[tuple]:

@@ -133,6 +133,15 @@ class Waiter:
                     return "change"
                 recheck_until = time.monotonic() + _RECHECK_WINDOW
 
+    def sleep(self, timeout: float) -> bool:
+        """Sleep ``timeout`` s ignoring file changes; True if ``wakeup()`` cut it short."""
+        if select.select([self._rpipe], [], [], timeout)[0]:
+            self._drain(self._rpipe)
+            return True
+        if self._notify_fd >= 0:
+            self._drain(self._notify_fd)
+        return False
+
     def close(self) -> None:
         for fd in (self._rpipe, self._wpipe, self._notify_fd):
             if fd >= 0:
