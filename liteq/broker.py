@@ -15,7 +15,7 @@ from .common import (
     validate_priority,
     validate_queue_name,
 )
-from .errors import ActorNotFound, InvalidOption, MiddlewareError, QueueNotFound
+from .errors import ActorNotFound, BrokerError, InvalidOption, MiddlewareError, QueueNotFound
 from .message import Message
 from .middleware.middleware import HOOKS, Middleware
 
@@ -337,14 +337,20 @@ def broker_from_url(url: str, **kwargs: Any) -> Broker:
         from .store import SqliteBroker
 
         return SqliteBroker(url=url, **kwargs)
-    if scheme in ("redis", "rediss", "unix"):
-        from .redis_compat import RedisBroker
+    adapters = {"redis": "liteq.redis_compat", "rediss": "liteq.redis_compat",
+                "unix": "liteq.redis_compat", "amqp": "liteq.brokers.rabbitmq",
+                "amqps": "liteq.brokers.rabbitmq"}
+    if scheme in adapters:
+        import importlib
 
-        return RedisBroker(url=url, **kwargs)
-    if scheme in ("amqp", "amqps"):
-        from .brokers.rabbitmq import RabbitmqBroker
-
-        return RabbitmqBroker(url=url, **kwargs)
+        try:
+            module = importlib.import_module(adapters[scheme])
+        except ModuleNotFoundError as e:
+            raise BrokerError(
+                f"no {scheme}:// broker in this liteq ({e}); use sqlite:///path.db"
+            ) from None
+        cls = module.RedisBroker if "redis" in adapters[scheme] else module.RabbitmqBroker
+        return cls(url=url, **kwargs)
     raise ValueError(f"unsupported broker URL scheme {scheme!r} in LITEQ_BROKER_URL or --broker")
 
 
