@@ -1,0 +1,146 @@
+"""The systems under test: producing to, running the worker CLI of, and serving each one.
+
+Everything that differs between liteq, Dramatiq and Huey is here; scenarios stay generic.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import os
+import shlex
+import subprocess
+import tempfile
+from collections.abc import Iterator
+
+from benchmarks import servers
+from benchmarks.pools import HERE, PY, ROOT, Pool, ScenarioError
+
+
+class System:
+    """How to produce to, run workers of, and reset one system."""
+
+    def __init__(self, name: str, workdir: str, url: str | None, threads: int = 8,
+                 processes: int = 2) -> None:
+        self.name = name
+        self.workdir = workdir
+        self.url = url
+        self.kind = name.split("-")[0]
+        self.threads = threads
+        self.processes = processes
+        self.generation = 0
+        self.durable = False
+        self.logs = os.path.join(workdir, "logs")
+        os.makedirs(self.logs, exist_ok=True)
+
+    # -- state --------------------------------------------------------------------------
+    def fresh(self, durable: bool = False) -> None:
+        """New, empty queues: a new database file (SQLite systems) or a flush (Dramatiq)."""
+        self.generation += 1
+        self.durable = durable
+
+    @property
+    def db_path(self) -> str:
+        return os.path.join(self.workdir, f"{self.kind}-{self.generation}.db")
+
+    def env(self, counter_dir: str | None = None) -> dict[str, str]:
+        env = dict(os.environ)
+        # A caller's PYTHONPATH comes before the checkout, so that another liteq source
+        # tree (e.g. an exported commit) can be measured with the same suite.
+        env["PYTHONPATH"] = os.pathsep.join(
+            [HERE] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []) + [ROOT])
+        env.pop("BENCH_COUNTER_DIR", None)
+        if counter_dir:
+            env["BENCH_COUNTER_DIR"] = counter_dir
+        if self.kind == "liteq":
+            env["LITEQ_BROKER_URL"] = "sqlite:///" + self.db_path
+            env["BENCH_DURABLE"] = "1" if self.durable else "0"
+        elif self.kind == "dramatiq":
+            env["BENCH_BROKER_URL"] = self.url or ""
+        elif self.kind == "huey":
+            env["BENCH_HUEY_DB"] = self.db_path
+        return env
+
+    # -- producing ------------------------------------------------------------------------
+    def produce(self, mode: str, n: int, *, flush: bool = False, interval: float = 0.02,
+                batch: int = 1000) -> dict[str, float]:
+        cmd = [PY, os.path.join(HERE, "producer.py"), self.kind, mode, "--n", str(n),
+               "--batch", str(batch), "--interval", str(interval)]
+        if flush:
+            cmd.append("--flush")
+        timeout = 120 + n / 400 + (n * interval if mode == "latency" else 0)
+        try:
+            done = subprocess.run(cmd, env=self.env(), cwd=HERE, capture_output=True,
+                                  text=True, timeout=timeout)
+        except subprocess.TimeoutExpired as e:
+            raise ScenarioError(f"producer ({mode}, n={n}) took over {timeout:.0f} s") from e
+        if done.returncode != 0:
+            raise ScenarioError(f"producer ({mode}) failed: {done.stderr[-1500:]}")
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    # -- workers --------------------------------------------------------------------------
+    def worker_cmd(self) -> list[str]:
+        p, t = str(self.processes), str(self.threads)
+        if self.kind == "liteq":
+            prefix = os.environ.get("BENCH_LITEQ_CMD")
+            base = shlex.split(prefix) if prefix else [PY, "-m", "liteq"]
+            return [*base, "worker", "tasks_liteq", "--processes", p, "--threads", t]
+        if self.kind == "dramatiq":
+            return [PY, "-m", "dramatiq", "tasks_dramatiq", "--processes", p, "--threads", t]
+        return [PY, "-m", "huey.bin.huey_consumer", "tasks_huey.huey", "-w", t,
+                "-k", "thread"]
+
+    def start_pool(self, counter_dir: str, label: str) -> Pool:
+        log = os.path.join(self.logs, f"{label}-{self.generation}.log")
+        return Pool(self.worker_cmd(), self.env(counter_dir), log)
+
+    def counter_dir(self) -> str:
+        return tempfile.mkdtemp(prefix="count-", dir=self.workdir)
+
+
+def liteq_cli_problem() -> str | None:
+    """Why ``python -m liteq worker`` cannot be used here, or None."""
+    if os.environ.get("BENCH_LITEQ_CMD"):
+        return None
+    if importlib.util.find_spec("liteq") is None:
+        return "liteq is not importable"
+    if importlib.util.find_spec("liteq.cli") is None:
+        return "liteq.cli (the `liteq worker` command) does not exist yet"
+    return None
+
+
+@contextlib.contextmanager
+def system_server(name: str) -> Iterator[str | None]:
+    if name == "dramatiq-rabbitmq":
+        with servers.rabbitmq_server() as url:
+            yield url
+    elif name == "dramatiq-redis":
+        with servers.redis_server() as url:
+            yield url
+    else:
+        yield None
+
+
+def availability(name: str) -> str | None:
+    """Why ``name`` cannot run here, or None."""
+    def missing(*modules: str) -> list[str]:
+        return [m for m in modules if importlib.util.find_spec(m) is None]
+
+    if name == "liteq":
+        return None if not missing("liteq") else "liteq is not importable"
+    if name == "dramatiq-rabbitmq":
+        if m := missing("dramatiq", "pika"):
+            return (f"{', '.join(m)} not installed: .venv/bin/pip install "
+                    "'dramatiq[rabbitmq,redis]' (or benchmarks/setup.sh)")
+        if not servers.rabbitmq_available():
+            return f"rabbitmq-server is not installed: {servers.INSTALL_HINT}"
+    if name == "dramatiq-redis":
+        if m := missing("dramatiq", "redis"):
+            return (f"{', '.join(m)} not installed: .venv/bin/pip install "
+                    "'dramatiq[rabbitmq,redis]' (or benchmarks/setup.sh)")
+        if not servers.redis_available():
+            return f"redis-server is not installed: {servers.INSTALL_HINT}"
+    if name == "huey-sqlite" and missing("huey"):
+        return "huey is not installed: .venv/bin/pip install huey (or benchmarks/setup.sh)"
+    return None
