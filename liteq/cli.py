@@ -22,6 +22,7 @@ from .commands import (
     queues_command,
     stats_command,
 )
+from .top import top_command
 from .urls import mask_url
 
 
@@ -157,7 +158,8 @@ def worker_command(modules: tuple[str, ...], processes: int | None, threads: int
     sys.exit(code)
 
 
-for _command in (enqueue_command, queues_command, stats_command, dlq_group, purge_command):
+for _command in (enqueue_command, queues_command, stats_command, dlq_group, purge_command,
+                 top_command):
     cli.add_command(_command)
 
 

@@ -1,0 +1,78 @@
+"""Cost of one ``liteq top`` refresh (snapshot + extras + render to a string) at depth.
+
+Usage: .venv/bin/python benchmarks/top_refresh.py [MESSAGES] [--db PATH]
+
+Fills a temporary database with MESSAGES ready messages (default 1,000,000; 1,000
+per ``enqueue_many``) on three queues, plus a few delayed ones and dead letters,
+then times refreshes of a :class:`liteq.top.Monitor` rendered at 120x40.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+from liteq import Message  # noqa: E402
+from liteq.store import SqliteBroker  # noqa: E402
+from liteq.top import Monitor, extras, render_text  # noqa: E402
+
+
+def fill(broker: SqliteBroker, total: int) -> None:
+    queues = ("default", "emails", "reports")
+    for name in queues:
+        broker.declare_queue(name)
+    chunk = 1000
+    for start in range(0, total, chunk):
+        queue = queues[(start // chunk) % len(queues)]
+        broker.enqueue_many(
+            Message(queue_name=queue, actor_name="task", args=(i,), kwargs={}, options={})
+            for i in range(start, min(total, start + chunk)))
+    broker.enqueue_many((Message(queue_name="default", actor_name="later", args=(), kwargs={},
+                                 options={}) for _ in range(100)), delay=3600_000)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("messages", nargs="?", type=int, default=1_000_000)
+    parser.add_argument("--db", help="reuse (or create) this database file")
+    parser.add_argument("--rounds", type=int, default=20)
+    args = parser.parse_args()
+    path = args.db or os.path.join(tempfile.mkdtemp(prefix="liteq-top-"), "q.db")
+    fresh = not os.path.exists(path)
+    broker = SqliteBroker(path, middleware=[])
+    if fresh:
+        t0 = time.perf_counter()
+        fill(broker, args.messages)
+        print(f"filled {args.messages:,} messages in {time.perf_counter() - t0:.1f}s: {path}")
+    monitor = Monitor(broker, f"sqlite:///{path}")
+    monitor.refresh()
+    parts: dict[str, list[float]] = {"snapshot": [], "extras": [], "render": [], "total": []}
+    from liteq.snapshot import snapshot
+
+    for _ in range(args.rounds):
+        t0 = time.perf_counter()
+        snap = snapshot(broker, monitor.url)
+        t1 = time.perf_counter()
+        extra = extras(broker, snap)
+        t2 = time.perf_counter()
+        text = render_text(monitor.update(snap, extra), 120, 40)
+        t3 = time.perf_counter()
+        for key, value in (("snapshot", t1 - t0), ("extras", t2 - t1), ("render", t3 - t2),
+                           ("total", t3 - t0)):
+            parts[key].append(value * 1000)
+    stats = broker.stats()
+    print(f"queued: {sum(c['ready'] + c['delayed'] for c in stats.values()):,}")
+    for key, values in parts.items():
+        print(f"{key:9s} median {statistics.median(values):7.1f} ms   "
+              f"max {max(values):7.1f} ms   ({args.rounds} refreshes)")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
