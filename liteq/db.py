@@ -161,6 +161,16 @@ class Database:
         with self.lock:
             return self.conn.execute(sql, params).fetchall()
 
+    def read_with(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(conn, *args)`` in one read transaction (a consistent snapshot)."""
+        with self.lock:
+            conn = self.conn
+            conn.execute("BEGIN DEFERRED")
+            try:
+                return fn(conn, *args)
+            finally:
+                conn.execute("COMMIT")
+
     def close(self) -> None:
         with self.lock:
             if self._conn is not None and self._pid == os.getpid():

@@ -21,9 +21,11 @@ from typing import TYPE_CHECKING, Any
 
 import apsw
 
+from . import counts
 from . import schema as q
 from .broker import Consumer, MessageProxy
 from .common import current_millis
+from .counts import Tally
 from .errors import DecodeError
 from .message import Message
 from .wakeup import Waiter
@@ -123,13 +125,20 @@ class SqliteConsumer(Consumer):
 
     def _round_trip(self, conn: apsw.Connection, done: list[MessageProxy], want: int,
                     now_ms: int) -> list[tuple]:
+        if time.monotonic() >= self._beat_at:
+            counts.fold(conn)
+        tally = Tally(counts.watermark(conn))
         if done:
-            self._settle(conn, done, now_ms)
-        self._maintain(conn, now_ms)
-        if not want:
-            return []
+            self._settle(conn, done, now_ms, tally.watermark)
+        self._maintain(conn, now_ms, tally)
+        rows = self._claim(conn, want, now_ms, tally) if want else []
+        tally.apply(conn)
+        return rows
+
+    def _claim(self, conn: apsw.Connection, want: int, now_ms: int, tally: Tally
+               ) -> list[tuple]:
         self._snapshot = self._version(conn)
-        conn.execute(q.PROMOTE_DUE, (now_ms,))
+        tally.moved(conn.execute(q.PROMOTE_DUE, (now_ms,)).fetchall(), ready=1, delayed=-1)
         rows: list[tuple] = []
         names = self.queue_names
         start = self._rotation = (self._rotation + 1) % len(names)
@@ -138,26 +147,29 @@ class SqliteConsumer(Consumer):
                 break
             for row in conn.execute(q.CLAIM, (name, want - len(rows))):
                 rows.append((*row, name))
+                tally.move(row[0], name, ready=-1)
         self._dirty = len(rows) >= want
         if not self._dirty:
             self._next_eta = conn.execute(q.NEXT_ETA).fetchone()[0]
             self._hold_until = time.monotonic() + self.broker.batch_window_ms / 1000
-        return self._lease(conn, rows, now_ms)
+        return self._lease(conn, rows, now_ms, tally.watermark)
 
-    def _lease(self, conn: apsw.Connection, rows: list[tuple], now_ms: int) -> list[tuple]:
+    def _lease(self, conn: apsw.Connection, rows: list[tuple], now_ms: int, mark: int
+               ) -> list[tuple]:
         token = secrets.randbits(62)
         expires = now_ms + self.lease_ms
         leased, exhausted = [], []
         for row in rows:
             (exhausted if row[2] >= self.broker.max_deliveries else leased).append(row)
         for row_id, body, deliveries, priority, name in exhausted:
-            self._dead_letter_row(conn, row_id, name, body, priority, deliveries, now_ms,
+            self._dead_letter_row(conn, mark, row_id, name, body, priority, deliveries, now_ms,
                                   f"delivered {deliveries} times without being acknowledged "
                                   "(the worker died or hung every time)")
         conn.executemany(q.LEASE, [(token, expires, self.owner, row[0]) for row in leased])
         return [(row_id, token, body, name) for row_id, body, _, _, name in leased]
 
-    def _settle(self, conn: apsw.Connection, done: list[MessageProxy], now_ms: int) -> None:
+    def _settle(self, conn: apsw.Connection, done: list[MessageProxy], now_ms: int,
+                mark: int) -> None:
         per_queue: dict[str, list[int]] = {}
         execute = conn.execute
         for proxy in done:
@@ -168,19 +180,19 @@ class SqliteConsumer(Consumer):
                     proxy._message.actor_name, proxy._message.encode(), reason, trace, now_ms,
                     row_id, token,
                 ))
-            execute(q.ACK, (row_id, token))
-            if conn.changes():
+            if counts.remove_leased(conn, mark, row_id, token):
                 per_queue.setdefault(name, [0, 0])[proxy.failed] += 1
         conn.executemany(q.COUNT_DONE, [(ok, bad, name) for name, (ok, bad) in per_queue.items()])
 
-    def _maintain(self, conn: apsw.Connection, now_ms: int) -> None:
+    def _maintain(self, conn: apsw.Connection, now_ms: int, tally: Tally) -> None:
         now = time.monotonic()
         if self.leased and now >= self._renew_at:
             conn.execute(q.RENEW_LEASES, (now_ms + self.lease_ms, self.owner))
             self._renew_at = now + self.lease_ms / 3000
         if now >= self._reap_at:
-            conn.execute(q.REAP_LAPSED, (now_ms,))
-            if conn.changes():
+            lapsed = conn.execute(q.REAP_LAPSED, (now_ms,)).fetchall()
+            if lapsed:
+                tally.moved(lapsed, ready=1)
                 self._dirty = True
             self._reap_at = now + min(self.lease_ms / 3000, 5.0)
         if now >= self._beat_at:
@@ -195,8 +207,9 @@ class SqliteConsumer(Consumer):
             conn.execute(q.EXPIRE_DEAD, (now_ms - self.broker.dead_letter_ttl,))
             self._expire_at = now + 3600
 
-    def _dead_letter_row(self, conn: apsw.Connection, row_id: int, name: str, body: bytes,
-                         priority: int, deliveries: int, now_ms: int, reason: str) -> None:
+    def _dead_letter_row(self, conn: apsw.Connection, mark: int, row_id: int, name: str,
+                         body: bytes, priority: int, deliveries: int, now_ms: int,
+                         reason: str) -> None:
         try:
             message = Message.decode(body)
             message_id, actor_name = message.message_id, message.actor_name
@@ -204,7 +217,7 @@ class SqliteConsumer(Consumer):
             message_id, actor_name = "", None
         conn.execute(q.DEAD_LETTER_BODY, (name, message_id, actor_name, priority, body,
                                           reason, None, deliveries, now_ms))
-        conn.execute(q.DELETE_MESSAGE, (row_id,))
+        counts.remove(conn, mark, row_id)
 
     def _decode(self, rows: list[tuple]) -> list[MessageProxy]:
         proxies, bad = [], []
@@ -221,12 +234,13 @@ class SqliteConsumer(Consumer):
 
     def _dead_letter_undecodable(self, conn: apsw.Connection, bad: list[tuple],
                                  now_ms: int) -> None:
+        mark = counts.watermark(conn)
         for row_id, token, body, name, error in bad:
             self.broker.logger.error("dead-lettering an undecodable message on %s: %s",
                                      name, error)
             conn.execute(q.DEAD_LETTER_BODY, (name, "", None, 0, body,
                                               f"undecodable: {error}", None, 1, now_ms))
-            conn.execute(q.ACK, (row_id, token))
+            counts.remove_leased(conn, mark, row_id, token)
 
     def _record_failures(self, done: list[MessageProxy]) -> None:
         for proxy in done:
@@ -251,10 +265,18 @@ class SqliteConsumer(Consumer):
         """Give unstarted messages back at once, without counting a delivery."""
         params = [(p.handle[0], p.handle[1]) for p in messages]
         if params:
-            self.db.write(lambda conn: conn.executemany(q.RETURN_UNSTARTED, params))
+            self.db.write(return_unstarted, params)
             self.leased -= len(params)
 
     def close(self) -> None:
         """Leave the worker registry and release the wake-up resources."""
         self.db.write(lambda conn: conn.execute(q.UNREGISTER, (self.owner,)))
         self.waiter.close()
+
+
+def return_unstarted(conn: apsw.Connection, params: list[tuple[int, int]]) -> None:
+    """Make leased rows (id, token) ready again without counting a delivery."""
+    tally = Tally(counts.watermark(conn))
+    for row_id, token in params:
+        tally.moved(conn.execute(q.RETURN_UNSTARTED, (row_id, token)).fetchall(), ready=1)
+    tally.apply(conn)

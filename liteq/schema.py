@@ -12,7 +12,7 @@ import apsw
 
 from .errors import NotALiteqDatabase, SchemaTooNew
 
-READY, DELAYED, LEASED = 0, 1, 2
+READY, DELAYED, LEASED, TOMBSTONE = 0, 1, 2, 3
 
 #: ``PRAGMA application_id`` of a liteq database ("lteq").
 APPLICATION_ID = 0x6C746571
@@ -37,9 +37,8 @@ MIGRATIONS: dict[int, str] = {
     -- CLAIM: directions match its ORDER BY, so a claim is an index walk, never a sort.
     CREATE INDEX liteq_messages_ready
         ON liteq_messages (queue, priority DESC, eta, id) WHERE state = {READY};
-    -- PROMOTE_DUE / NEXT_ETA; covers COUNT_DELAYED
-    CREATE INDEX liteq_messages_delayed
-        ON liteq_messages (eta, queue) WHERE state = {DELAYED};
+    -- PROMOTE_DUE / NEXT_ETA
+    CREATE INDEX liteq_messages_delayed ON liteq_messages (eta) WHERE state = {DELAYED};
     -- REAP_LAPSED / RENEW_LEASES / RELEASE_OWNER; covers COUNT_RUNNING
     CREATE INDEX liteq_messages_leased
         ON liteq_messages (lease_expires_at, queue) WHERE state = {LEASED};
@@ -59,13 +58,18 @@ MIGRATIONS: dict[int, str] = {
     CREATE INDEX liteq_dead_letters_failed_at ON liteq_dead_letters (failed_at);
     CREATE INDEX liteq_dead_letters_queue ON liteq_dead_letters (queue, id);
 
-    -- One row per declared queue: lifetime counters, updated in the ack transactions.
+    -- One row per declared queue: lifetime done/failed counters, updated in the ack
+    -- transactions, and ready/delayed counts of the rows up to the watermark (liteq.counts).
     CREATE TABLE liteq_queues (
         queue TEXT PRIMARY KEY,
         done INTEGER NOT NULL DEFAULT 0,
         failed INTEGER NOT NULL DEFAULT 0,
-        created_at INTEGER NOT NULL
+        created_at INTEGER NOT NULL,
+        ready INTEGER NOT NULL DEFAULT 0,
+        delayed INTEGER NOT NULL DEFAULT 0
     );
+    CREATE TABLE liteq_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+    INSERT INTO liteq_meta VALUES ('counted_upto', 0);
 
     -- The worker registry read by ``liteq top``: one row per consumer, heartbeat
     -- written in the consumer's own batched transactions.
@@ -111,6 +115,7 @@ DECLARE_QUEUE = "INSERT OR IGNORE INTO liteq_queues (queue, created_at) VALUES (
 # --- claim (served by liteq_messages_ready / liteq_messages_delayed) ------------------
 PROMOTE_DUE = (
     f"UPDATE liteq_messages SET state = {READY} WHERE state = {DELAYED} AND eta <= ?"
+    " RETURNING id, queue"
 )
 CLAIM = (
     f"SELECT id, body, deliveries, priority FROM liteq_messages INDEXED BY liteq_messages_ready"
@@ -134,7 +139,29 @@ COUNT_DONE = "UPDATE liteq_queues SET done = done + ?, failed = failed + ? WHERE
 RETURN_UNSTARTED = (
     f"UPDATE liteq_messages SET state = {READY}, lease_token = NULL, lease_expires_at = NULL,"
     " owner = NULL, deliveries = deliveries - 1 WHERE id = ? AND lease_token = ?"
+    " RETURNING id, queue"
 )
+
+# --- counts (liteq.counts; served by the primary key) -------------------------------------
+WATERMARK = "SELECT value FROM liteq_meta WHERE key = 'counted_upto'"
+SET_WATERMARK = "UPDATE liteq_meta SET value = ? WHERE key = 'counted_upto'"
+MAX_ID = "SELECT coalesce(max(id), 0) FROM liteq_messages"
+TAIL_COUNTS = (
+    f"SELECT queue, state, count(*) FROM liteq_messages WHERE id > ?"
+    f" AND state IN ({READY}, {DELAYED}) GROUP BY queue, state"
+)
+ADD_COUNTS = (
+    "INSERT INTO liteq_queues (queue, created_at, ready, delayed) VALUES (?1, 0, ?2, ?3)"
+    " ON CONFLICT (queue) DO UPDATE SET ready = ready + ?2, delayed = delayed + ?3"
+)
+COUNTED = "SELECT queue, ready, delayed FROM liteq_queues"
+TOMBSTONE_LEASED = (
+    f"UPDATE liteq_messages SET state = {TOMBSTONE}, lease_token = NULL, owner = NULL"
+    " WHERE id = ? AND lease_token = ?"
+)
+TOMBSTONE_ROW = f"UPDATE liteq_messages SET state = {TOMBSTONE} WHERE id = ?"
+DROP_TOMBSTONES = f"DELETE FROM liteq_messages WHERE state = {TOMBSTONE} AND id < ?"
+CLEAR_COUNTS = "UPDATE liteq_queues SET ready = 0, delayed = 0 WHERE (?1 IS NULL OR queue = ?1)"
 
 # --- leases (served by liteq_messages_leased) ------------------------------------------
 RENEW_LEASES = (
@@ -143,12 +170,12 @@ RENEW_LEASES = (
 )
 REAP_LAPSED = (
     f"UPDATE liteq_messages SET state = {READY}, lease_token = NULL, lease_expires_at = NULL,"
-    f" owner = NULL WHERE state = {LEASED} AND lease_expires_at < ?"
+    f" owner = NULL WHERE state = {LEASED} AND lease_expires_at < ? RETURNING id, queue"
 )
 RELEASE_OWNER = (
     f"UPDATE liteq_messages SET state = {READY}, lease_token = NULL, lease_expires_at = NULL,"
     f" owner = NULL WHERE state = {LEASED} AND lease_expires_at IS NOT NULL"
-    " AND substr(owner, 1, length(?1)) = ?1"
+    " AND substr(owner, 1, length(?1)) = ?1 RETURNING id, queue"
 )
 
 # --- worker registry ---------------------------------------------------------------------
@@ -173,15 +200,7 @@ QUEUE_BUSY = (
     f" OR EXISTS (SELECT 1 FROM liteq_messages WHERE state = {DELAYED} AND queue = ?)"
     f" OR EXISTS (SELECT 1 FROM liteq_messages WHERE state = {LEASED} AND queue = ?)"
 )
-# Counts read only the partial indexes (never the table), without the write lock.
-COUNT_READY = (
-    f"SELECT queue, count(*) FROM liteq_messages INDEXED BY liteq_messages_ready"
-    f" WHERE state = {READY} GROUP BY queue"
-)
-COUNT_DELAYED = (
-    f"SELECT queue, count(*) FROM liteq_messages INDEXED BY liteq_messages_delayed"
-    f" WHERE state = {DELAYED} GROUP BY queue"
-)
+# Leased rows are few (a batch per worker process): counted live from their index.
 COUNT_RUNNING = (
     f"SELECT queue, count(*) FROM liteq_messages INDEXED BY liteq_messages_leased"
     f" WHERE state = {LEASED} GROUP BY queue"
@@ -200,7 +219,8 @@ SELECT min((SELECT min(eta) FROM liteq_messages INDEXED BY liteq_messages_ready
              WHERE queue = ?1 AND state = {READY} AND priority = levels.priority))
   FROM levels WHERE levels.priority IS NOT NULL
 """
-FLUSH_QUEUE = "DELETE FROM liteq_messages WHERE queue = ?"
+FLUSH_QUEUE = "DELETE FROM liteq_messages WHERE queue = ?1 AND id != ?2"
+FLUSH_ALL = "DELETE FROM liteq_messages WHERE id != ?"
 
 # --- dead letters (served by liteq_dead_letters_queue / _failed_at) ----------------------
 DEAD_LETTER_BODY = (

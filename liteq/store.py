@@ -16,10 +16,12 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 from urllib.parse import unquote, urlparse
 
+from . import counts
 from . import dead_letters as dl
 from . import schema as q
 from .broker import Broker
 from .common import current_millis
+from .counts import Tally
 from .db import Database
 from .errors import QueueJoinTimeout, QueueNotFound
 from .lease import SqliteConsumer, owner_prefix
@@ -172,10 +174,12 @@ class SqliteBroker(Broker):
         prefix = owner_prefix(pid)
 
         def release(conn: Any) -> int:
-            conn.execute(q.RELEASE_OWNER, (prefix,))
-            changed = conn.changes()
+            tally = Tally(counts.watermark(conn))
+            released = conn.execute(q.RELEASE_OWNER, (prefix,)).fetchall()
+            tally.moved(released, ready=1)
+            tally.apply(conn)
             conn.execute(q.UNREGISTER_PROCESS, (prefix,))
-            return changed
+            return len(released)
 
         changed = self.db.write(release)
         if changed:
@@ -206,12 +210,12 @@ class SqliteBroker(Broker):
 
     def flush(self, queue_name: str) -> None:
         """Delete every message of ``queue_name`` (ready, delayed and running)."""
-        self.db.write(lambda conn: conn.execute(q.FLUSH_QUEUE, (queue_name,)))
+        self.db.write(counts.flush, queue_name)
 
     def flush_all(self) -> None:
         """Delete every message and every dead letter."""
-        self.db.write(lambda conn: conn.execute(
-            "DELETE FROM liteq_messages; DELETE FROM liteq_dead_letters"))
+        self.db.write(counts.flush, None)
+        self.db.write(lambda conn: conn.execute("DELETE FROM liteq_dead_letters"))
         self._failures.clear()
 
     def stats(self) -> dict[str, dict[str, int]]:
@@ -220,10 +224,11 @@ class SqliteBroker(Broker):
         blank = {"ready": 0, "delayed": 0, "running": 0, "dead": 0, "done": 0, "failed": 0}
         for name, done, failed in self.db.read("SELECT queue, done, failed FROM liteq_queues"):
             result[name] = dict(blank, done=done, failed=failed)
-        for key, sql in (("ready", q.COUNT_READY), ("delayed", q.COUNT_DELAYED),
-                         ("running", q.COUNT_RUNNING)):
-            for name, count in self.db.read(sql):
-                result.setdefault(name, dict(blank))[key] = count
+        for name, (ready, delayed) in self.db.read_with(counts.read).items():
+            entry = result.setdefault(name, dict(blank))
+            entry["ready"], entry["delayed"] = ready, delayed
+        for name, count in self.db.read(q.COUNT_RUNNING):
+            result.setdefault(name, dict(blank))["running"] = count
         for name, count in self.db.read(q.COUNT_DEAD):
             result.setdefault(name, dict(blank))["dead"] = count
         return result

@@ -27,7 +27,9 @@ from liteq.errors import (
 
 
 def count_rows(broker: liteq.SqliteBroker, table: str = "liteq_messages") -> int:
-    return broker.db.read(f"SELECT count(*) FROM {table}")[0][0]
+    """Rows of ``table``; for messages, not counting the tombstone that liteq.counts keeps."""
+    where = f" WHERE state != {schema.TOMBSTONE}" if table == "liteq_messages" else ""
+    return broker.db.read(f"SELECT count(*) FROM {table}{where}")[0][0]
 
 
 def drain(consumer, batch: int = 50) -> list:
@@ -115,7 +117,8 @@ def test_stale_lease_token_changes_nothing(db_path):
     [new] = second.exchange([], 1)
     assert new.message_id == old.message_id
     first.exchange([old], 0)
-    assert broker.db.read("SELECT deliveries, state FROM liteq_messages") == [(2, schema.LEASED)]
+    assert broker.db.read("SELECT deliveries, state FROM liteq_messages WHERE state != 3") == [
+        (2, schema.LEASED)]
     second.exchange([new], 0)
     assert count_rows(broker) == 0
     assert broker.stats()["default"]["done"] == 1
@@ -174,7 +177,7 @@ def test_worker_stop_returns_prefetched_messages(sqlite_broker):
     release.set()
     stopper.join(15)
     assert len(started) == 1
-    rows = sqlite_broker.db.read("SELECT state, deliveries FROM liteq_messages")
+    rows = sqlite_broker.db.read("SELECT state, deliveries FROM liteq_messages WHERE state != 3")
     assert len(rows) == 19
     assert set(rows) == {(schema.READY, 0)}
 

@@ -1,0 +1,102 @@
+"""Per-queue ready and delayed counts that cost the enqueue path nothing.
+
+Rows with an id up to a watermark are counted in ``liteq_queues``. Each batched
+transition (promote, claim, lease lapse, release, return) adjusts those counters for
+the rows it moves that are at or below the watermark. Rows above it, the recent sends,
+are folded in by the consumers about once a second: counted in the state they have
+then, after which the watermark moves to the highest id. A single send therefore
+stays one INSERT (a counter update in every enqueue would cost 16 % of its rate).
+The row at the watermark is never deleted but turned into a tombstone until the next
+fold, so SQLite never hands out an id at or below the watermark again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import apsw
+
+from . import schema as q
+
+
+def watermark(conn: apsw.Connection) -> int:
+    """The highest id whose row is already counted in ``liteq_queues``."""
+    return conn.execute(q.WATERMARK).fetchone()[0]
+
+
+class Tally:
+    """Counter changes of one transaction, for rows at or below the watermark."""
+
+    __slots__ = ("watermark", "deltas")
+
+    def __init__(self, watermark: int) -> None:
+        self.watermark = watermark
+        self.deltas: dict[str, list[int]] = {}
+
+    def move(self, row_id: int, queue: str, ready: int = 0, delayed: int = 0) -> None:
+        """Record that row ``row_id`` of ``queue`` left or entered the ready/delayed states."""
+        if row_id <= self.watermark:
+            delta = self.deltas.get(queue)
+            if delta is None:
+                delta = self.deltas[queue] = [0, 0]
+            delta[0] += ready
+            delta[1] += delayed
+
+    def moved(self, rows: Iterable[tuple[int, str]], ready: int = 0, delayed: int = 0) -> None:
+        for row_id, queue in rows:
+            self.move(row_id, queue, ready, delayed)
+
+    def apply(self, conn: apsw.Connection) -> None:
+        if self.deltas:
+            conn.executemany(q.ADD_COUNTS, [(name, r, d) for name, (r, d) in self.deltas.items()
+                                            if r or d])
+
+
+def fold(conn: apsw.Connection) -> None:
+    """Count the rows above the watermark and move it to the highest id (in a write txn)."""
+    mark = watermark(conn)
+    top = conn.execute(q.MAX_ID).fetchone()[0]
+    if top <= mark:
+        return
+    tally: dict[str, list[int]] = {}
+    for queue, state, count in conn.execute(q.TAIL_COUNTS, (mark,)):
+        tally.setdefault(queue, [0, 0])[state == q.DELAYED] += count
+    conn.executemany(q.ADD_COUNTS, [(name, r, d) for name, (r, d) in tally.items()])
+    conn.execute(q.SET_WATERMARK, (top,))
+    conn.execute(q.DROP_TOMBSTONES, (top,))
+
+
+def remove_leased(conn: apsw.Connection, mark: int, row_id: int, token: int) -> bool:
+    """Delete a leased row held with ``token`` (a tombstone if it is the watermark row)."""
+    conn.execute(q.TOMBSTONE_LEASED if row_id == mark else q.ACK, (row_id, token))
+    return bool(conn.changes())
+
+
+def remove(conn: apsw.Connection, mark: int, row_id: int) -> None:
+    """Delete a row whatever its lease (a tombstone if it is the watermark row)."""
+    conn.execute(q.TOMBSTONE_ROW if row_id == mark else q.DELETE_MESSAGE, (row_id,))
+
+
+def flush(conn: apsw.Connection, queue: str | None) -> None:
+    """Delete every message (of ``queue``) and zero the counts, keeping the watermark row."""
+    mark = watermark(conn)
+    if queue is None:
+        conn.execute(q.FLUSH_ALL, (mark,))
+        conn.execute(q.TOMBSTONE_ROW, (mark,))
+    else:
+        conn.execute(q.FLUSH_QUEUE, (queue, mark))
+        conn.execute(q.TOMBSTONE_ROW + " AND queue = ?", (mark, queue))
+    conn.execute(q.CLEAR_COUNTS, (queue,))
+
+
+def read(conn: apsw.Connection) -> dict[str, list[int]]:
+    """``{queue: [ready, delayed]}``: the counters plus the not yet folded rows.
+
+    Run it inside one read transaction so counters and tail agree.
+    """
+    result: dict[str, list[int]] = {}
+    for queue, ready, delayed in conn.execute(q.COUNTED):
+        result[queue] = [ready, delayed]
+    for queue, state, count in conn.execute(q.TAIL_COUNTS, (watermark(conn),)):
+        result.setdefault(queue, [0, 0])[state == q.DELAYED] += count
+    return result
