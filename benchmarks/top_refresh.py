@@ -4,7 +4,7 @@ Usage: .venv/bin/python benchmarks/top_refresh.py [MESSAGES] [--db PATH]
 
 Fills a temporary database with MESSAGES ready messages (default 1,000,000; 1,000
 per ``enqueue_many``) on three queues, plus a few delayed ones and dead letters,
-then times refreshes of a :class:`liteq.top.Monitor` rendered at 120x40.
+then times refreshes of a :class:`liteq.monitor.Monitor` rendered at 120x40.
 """
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from liteq import Message  # noqa: E402
+from liteq.monitor import Monitor, extras  # noqa: E402
 from liteq.store import SqliteBroker  # noqa: E402
-from liteq.top import Monitor, extras, render_text  # noqa: E402
+from liteq.top_render import render_text  # noqa: E402
 
 
 def fill(broker: SqliteBroker, total: int) -> None:
