@@ -52,18 +52,47 @@ class Tally:
                                             if r or d])
 
 
+#: Above this many new rows, the tail is counted from the indexes rather than the table.
+SMALL_TAIL = 10000
+
+
+def _tail(conn: apsw.Connection, mark: int, top: int) -> dict[str, list[int]]:
+    """``{queue: [ready, delayed]}`` of the rows with ``mark < id <= top``."""
+    tally: dict[str, list[int]] = {}
+    if top <= mark:
+        return tally
+    if top - mark <= SMALL_TAIL:
+        rows = conn.execute(q.TAIL_COUNTS, (mark,)).fetchall()
+    else:
+        rows = (conn.execute(q.TAIL_READY, (mark,)).fetchall()
+                + conn.execute(q.TAIL_DELAYED, (mark,)).fetchall())
+    for queue, state, count in rows:
+        tally.setdefault(queue, [0, 0])[state == q.DELAYED] += count
+    return tally
+
+
 def fold(conn: apsw.Connection) -> None:
     """Count the rows above the watermark and move it to the highest id (in a write txn)."""
     mark = watermark(conn)
     top = conn.execute(q.MAX_ID).fetchone()[0]
     if top <= mark:
         return
-    tally: dict[str, list[int]] = {}
-    for queue, state, count in conn.execute(q.TAIL_COUNTS, (mark,)):
-        tally.setdefault(queue, [0, 0])[state == q.DELAYED] += count
+    tally = _tail(conn, mark, top)
     conn.executemany(q.ADD_COUNTS, [(name, r, d) for name, (r, d) in tally.items()])
     conn.execute(q.SET_WATERMARK, (top,))
     conn.execute(q.DROP_TOMBSTONES, (top,))
+
+
+def insert_counted(conn: apsw.Connection, rows: list[tuple]) -> None:
+    """Insert a batch of ``INSERT_MESSAGE`` rows and count them at once, so that bulk
+    sends never pile up uncounted even when no consumer runs."""
+    fold(conn)
+    conn.executemany(q.INSERT_MESSAGE, rows)
+    tally: dict[str, list[int]] = {}
+    for row in rows:
+        tally.setdefault(row[0], [0, 0])[row[1] == q.DELAYED] += 1
+    conn.executemany(q.ADD_COUNTS, [(name, r, d) for name, (r, d) in tally.items()])
+    conn.execute(q.SET_WATERMARK, (conn.execute(q.MAX_ID).fetchone()[0],))
 
 
 def remove_leased(conn: apsw.Connection, mark: int, row_id: int, token: int) -> bool:
@@ -97,6 +126,9 @@ def read(conn: apsw.Connection) -> dict[str, list[int]]:
     result: dict[str, list[int]] = {}
     for queue, ready, delayed in conn.execute(q.COUNTED):
         result[queue] = [ready, delayed]
-    for queue, state, count in conn.execute(q.TAIL_COUNTS, (watermark(conn),)):
-        result.setdefault(queue, [0, 0])[state == q.DELAYED] += count
+    mark = watermark(conn)
+    for queue, (ready, delayed) in _tail(conn, mark, conn.execute(q.MAX_ID).fetchone()[0]).items():
+        counted = result.setdefault(queue, [0, 0])
+        counted[0] += ready
+        counted[1] += delayed
     return result

@@ -37,8 +37,9 @@ MIGRATIONS: dict[int, str] = {
     -- CLAIM: directions match its ORDER BY, so a claim is an index walk, never a sort.
     CREATE INDEX liteq_messages_ready
         ON liteq_messages (queue, priority DESC, eta, id) WHERE state = {READY};
-    -- PROMOTE_DUE / NEXT_ETA
-    CREATE INDEX liteq_messages_delayed ON liteq_messages (eta) WHERE state = {DELAYED};
+    -- PROMOTE_DUE / NEXT_ETA; covers TAIL_DELAYED
+    CREATE INDEX liteq_messages_delayed
+        ON liteq_messages (eta, queue) WHERE state = {DELAYED};
     -- REAP_LAPSED / RENEW_LEASES / RELEASE_OWNER; covers COUNT_RUNNING
     CREATE INDEX liteq_messages_leased
         ON liteq_messages (lease_expires_at, queue) WHERE state = {LEASED};
@@ -146,9 +147,19 @@ RETURN_UNSTARTED = (
 WATERMARK = "SELECT value FROM liteq_meta WHERE key = 'counted_upto'"
 SET_WATERMARK = "UPDATE liteq_meta SET value = ? WHERE key = 'counted_upto'"
 MAX_ID = "SELECT coalesce(max(id), 0) FROM liteq_messages"
+# Rows above the watermark: a primary-key range when they are few, else a walk of the
+# covering ready and delayed indexes (bounded by their size, never reading bodies).
 TAIL_COUNTS = (
     f"SELECT queue, state, count(*) FROM liteq_messages WHERE id > ?"
     f" AND state IN ({READY}, {DELAYED}) GROUP BY queue, state"
+)
+TAIL_READY = (
+    f"SELECT queue, {READY}, count(*) FROM liteq_messages INDEXED BY liteq_messages_ready"
+    f" WHERE state = {READY} AND id > ? GROUP BY queue"
+)
+TAIL_DELAYED = (
+    f"SELECT queue, {DELAYED}, count(*) FROM liteq_messages INDEXED BY liteq_messages_delayed"
+    f" WHERE state = {DELAYED} AND id > ? GROUP BY queue"
 )
 ADD_COUNTS = (
     "INSERT INTO liteq_queues (queue, created_at, ready, delayed) VALUES (?1, 0, ?2, ?3)"

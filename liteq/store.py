@@ -131,7 +131,7 @@ class SqliteBroker(Broker):
         """Store many messages in one transaction: all of them, or none on error."""
         prepared = [self._row(m, delay) for m in messages]
         rows = [row for _, row in prepared]
-        self.db.write(lambda conn: conn.executemany(q.INSERT_MESSAGE, rows))
+        self.db.write(counts.insert_counted, rows)
         self.db.local_enqueues += 1
         sent = [m for m, _ in prepared]
         for m in sent:
