@@ -41,3 +41,27 @@ def sqlite_broker(db_path: str) -> Iterator[liteq.SqliteBroker]:
     finally:
         broker.close()
         liteq.broker.set_broker(previous)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A private Redis server on a free port of 127.0.0.1 for the whole test session."""
+    from benchmarks.servers import INSTALL_HINT, ServerUnavailable, redis_server
+
+    try:
+        with redis_server() as url:
+            yield url
+    except ServerUnavailable as e:
+        pytest.skip(f"no Redis server: {e}; install with: {INSTALL_HINT}")
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_url() -> Iterator[str]:
+    """A private RabbitMQ node on free ports of 127.0.0.1 for the whole test session."""
+    from benchmarks.servers import INSTALL_HINT, ServerUnavailable, rabbitmq_server
+
+    try:
+        with rabbitmq_server() as url:
+            yield url
+    except ServerUnavailable as e:
+        pytest.skip(f"no RabbitMQ server: {e}; install with: {INSTALL_HINT}")
