@@ -49,21 +49,16 @@ class Actor(Generic[P, R]):
         self, *, args: tuple = (), kwargs: dict[str, Any] | None = None, **options: Any
     ) -> Message[R]:
         """Build a message with per-message options (callbacks given as actors become names)."""
-        for name in ("on_success", "on_failure", "on_retry_exhausted"):
-            target = options.get(name)
-            if isinstance(target, Actor):
-                options[name] = target.actor_name
-            elif target is not None and not isinstance(target, str):
-                raise TypeError(f"{name} must be an Actor or an actor name, got {target!r}")
-        if "priority" in options:
-            validate_priority(options["priority"])
-        return Message(
-            queue_name=self.queue_name,
-            actor_name=self.actor_name,
-            args=tuple(args),
-            kwargs=kwargs or {},
-            options=options,
-        )
+        if options:
+            for name in ("on_success", "on_failure", "on_retry_exhausted"):
+                target = options.get(name)
+                if isinstance(target, Actor):
+                    options[name] = target.actor_name
+                elif target is not None and not isinstance(target, str):
+                    raise TypeError(f"{name} must be an Actor or an actor name, got {target!r}")
+            if "priority" in options:
+                validate_priority(options["priority"])
+        return Message(self.queue_name, self.actor_name, args, kwargs or {}, options)
 
     def send(self, *args: P.args, **kwargs: P.kwargs) -> Message[R]:
         """Enqueue a call of this actor; returns the message the worker will receive."""
