@@ -43,25 +43,24 @@ def sqlite_broker(db_path: str) -> Iterator[liteq.SqliteBroker]:
         liteq.broker.set_broker(previous)  # type: ignore[arg-type]
 
 
+def _server(kind: str) -> Iterator[str]:
+    """Run the ``kind`` server (see benchmarks/servers.py) or skip, saying how to install it."""
+    from benchmarks import servers
+
+    try:
+        with getattr(servers, f"{kind}_server")() as url:
+            yield url
+    except servers.ServerUnavailable as e:
+        pytest.skip(f"no {kind} server: {e}; install with: {servers.INSTALL_HINT}")
+
+
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
     """A private Redis server on a free port of 127.0.0.1 for the whole test session."""
-    from benchmarks.servers import INSTALL_HINT, ServerUnavailable, redis_server
-
-    try:
-        with redis_server() as url:
-            yield url
-    except ServerUnavailable as e:
-        pytest.skip(f"no Redis server: {e}; install with: {INSTALL_HINT}")
+    yield from _server("redis")
 
 
 @pytest.fixture(scope="session")
 def rabbitmq_url() -> Iterator[str]:
     """A private RabbitMQ node on free ports of 127.0.0.1 for the whole test session."""
-    from benchmarks.servers import INSTALL_HINT, ServerUnavailable, rabbitmq_server
-
-    try:
-        with rabbitmq_server() as url:
-            yield url
-    except ServerUnavailable as e:
-        pytest.skip(f"no RabbitMQ server: {e}; install with: {INSTALL_HINT}")
+    yield from _server("rabbitmq")
