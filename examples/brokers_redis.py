@@ -5,7 +5,10 @@ Needs a Redis server and ``pip install 'liteq[redis]'``::
     REDIS_URL=redis://localhost:6379/0 python brokers_redis.py
 
 ``REDIS_HOST``/``REDIS_PORT`` feed the basic configuration and ``REDIS_URL`` the one
-with a password and a connection pool; without them the seed's values are used.
+with a password and a connection pool; without them the seed's values are used. In the
+seed's URL ``redis://password@localhost:6379/0`` the word before ``@`` is the password
+(``redis://:password@host`` means the same), so a server without a password refuses it:
+give ``REDIS_URL`` for such a server.
 The script then sends one message through the second one and runs it in an
 in-process worker.
 """

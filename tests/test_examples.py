@@ -2,8 +2,8 @@
 
 Each example runs in a subprocess with ``LITEQ_BROKER_URL`` on a database in
 ``tmp_path`` and ``LITEQ_EXAMPLE_SPEED=100``. Examples that need RabbitMQ or Redis
-are skipped unless their broker module exists and a server URL is given in
-``LITEQ_TEST_RABBITMQ_URL`` / ``LITEQ_TEST_REDIS_URL``.
+use the session's private servers (the ``rabbitmq_url`` and ``redis_url`` fixtures)
+and are skipped when the server or the client library is not installed.
 """
 
 from __future__ import annotations
@@ -131,13 +131,10 @@ def test_results_prints_8(env: dict[str, str], tmp_path: Path) -> None:
     assert out.split() == ["8"]
 
 
-def test_results_redis(env: dict[str, str], tmp_path: Path) -> None:
-    url = os.environ.get("LITEQ_TEST_REDIS_URL")
-    if not url:
-        pytest.skip("results_redis.py needs a Redis server: set LITEQ_TEST_REDIS_URL")
+def test_results_redis(env: dict[str, str], tmp_path: Path, redis_url: str) -> None:
     if importlib.util.find_spec("redis") is None:
         pytest.skip("results_redis.py needs redis-py (pip install 'liteq[redis]')")
-    env["REDIS_URL"] = url
+    env["REDIS_URL"] = redis_url
     out = run_example(EXAMPLES / "results_redis.py", env, tmp_path)
     assert out.split() == ["8"]
 
@@ -162,26 +159,20 @@ def _redis_env(url: str) -> dict[str, str]:
             "REDIS_PORT": str(parsed.port or 6379)}
 
 
-@pytest.mark.parametrize(
-    ("script", "module", "variable", "server_env", "expected"),
-    [
-        ("brokers_rabbitmq.py", "liteq.brokers.rabbitmq", "LITEQ_TEST_RABBITMQ_URL",
-         _rabbitmq_env, "Hello RabbitMQ from RabbitmqBroker"),
-        ("brokers_redis.py", "liteq.brokers.redis", "LITEQ_TEST_REDIS_URL",
-         _redis_env, "Hello Redis from RedisBroker"),
-    ],
-)
-def test_brokers_with_servers(env: dict[str, str], tmp_path: Path, script: str, module: str,
-                              variable: str, server_env: Callable[[str], dict[str, str]],
-                              expected: str) -> None:
-    if importlib.util.find_spec(module) is None:
-        pytest.skip(f"{script} needs {module}, which is not written yet")
-    url = os.environ.get(variable)
-    if not url:
-        pytest.skip(f"{script} needs a server: set {variable}")
-    env.update(server_env(url))
-    out = run_example(EXAMPLES / script, env, tmp_path)
-    assert expected in out
+def test_brokers_rabbitmq(env: dict[str, str], tmp_path: Path, rabbitmq_url: str) -> None:
+    if importlib.util.find_spec("pika") is None:
+        pytest.skip("brokers_rabbitmq.py needs pika (pip install 'liteq[rabbitmq]')")
+    env.update(_rabbitmq_env(rabbitmq_url))
+    out = run_example(EXAMPLES / "brokers_rabbitmq.py", env, tmp_path)
+    assert "Hello RabbitMQ from RabbitmqBroker" in out
+
+
+def test_brokers_redis(env: dict[str, str], tmp_path: Path, redis_url: str) -> None:
+    if importlib.util.find_spec("redis") is None:
+        pytest.skip("brokers_redis.py needs redis-py (pip install 'liteq[redis]')")
+    env.update(_redis_env(redis_url))
+    out = run_example(EXAMPLES / "brokers_redis.py", env, tmp_path)
+    assert "Hello Redis from RedisBroker" in out
 
 
 def test_restaurant_vip_first(env: dict[str, str], tmp_path: Path) -> None:

@@ -29,3 +29,14 @@ def sqlite(tmp_path: Any, middleware: list[Any] | None
 FACTORIES: dict[str, Factory] = {"stub": stub, "sqlite": sqlite}
 #: Brokers that order a queue by message priority (larger first).
 PRIORITY_ORDERED = {"stub", "sqlite"}
+
+# RabbitMQ (needs pika and a server; the factory skips otherwise).
+from .rabbitmq_factory import rabbitmq  # noqa: E402
+
+FACTORIES["rabbitmq"] = rabbitmq
+PRIORITY_ORDERED.add("rabbitmq")
+
+# Redis (needs redis-py and a server; the factory skips otherwise). No priority order.
+from .redis_factory import redis  # noqa: E402
+
+FACTORIES["redis"] = redis

@@ -1,0 +1,5 @@
+"""``liteq.brokers.redis.RedisBroker``: Dramatiq's import path; the code is in ``redis_compat``."""
+
+from ..redis_compat import RedisBroker, RedisConsumer
+
+__all__ = ["RedisBroker", "RedisConsumer"]
