@@ -181,7 +181,11 @@ class ConsumerThread(threading.Thread):
                     continue
                 self.idle = True
                 if self.worker.done.empty() and not self.stopping:
-                    self.consumer.wait(timeout)
+                    try:
+                        self.consumer.wait(timeout)
+                    except Exception:
+                        logger.exception("waiting on the broker failed; retrying in 1s")
+                        self._stopped.wait(1.0)
                 self.idle = False
         finally:
             self._finish(pending)

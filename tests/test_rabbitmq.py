@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from contract.rabbitmq_factory import delete_queues
+from contract.brokers import delete_queues
 from helpers import running_worker, wait_for
 
 pika = pytest.importorskip("pika")

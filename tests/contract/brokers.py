@@ -1,42 +1,86 @@
 """Factories of every broker the contract suite runs over, each on a fresh, empty store.
 
-A factory returns ``(broker, close)``; it calls ``pytest.skip`` when what it needs (a
-server, a client library) is not there.
+A factory gets the test's ``request`` (for the session server fixtures of
+tests/conftest.py, which skip when a server cannot be started) and returns
+``(broker, close)``; ``close`` also removes what the broker left on a shared server.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+import uuid
+from collections.abc import Callable, Iterable
+
+import pytest
 
 import liteq
 from liteq.brokers.stub import StubBroker
 
-Factory = Callable[[Any, list[Any] | None], tuple[liteq.Broker, Callable[[], None]]]
+Made = tuple[liteq.Broker, Callable[[], None]]
 
 
-def stub(tmp_path: Any, middleware: list[Any] | None) -> tuple[liteq.Broker, Callable[[], None]]:
-    broker = StubBroker(middleware, fail_fast_default=False)
+def stub(request: pytest.FixtureRequest) -> Made:
+    broker = StubBroker(fail_fast_default=False)
     return broker, broker.close
 
 
-def sqlite(tmp_path: Any, middleware: list[Any] | None
-           ) -> tuple[liteq.Broker, Callable[[], None]]:
-    broker = liteq.SqliteBroker(str(tmp_path / "contract.db"), middleware=middleware)
+def sqlite(request: pytest.FixtureRequest) -> Made:
+    path = request.getfixturevalue("tmp_path") / "contract.db"
+    broker = liteq.SqliteBroker(str(path))
     return broker, broker.close
 
 
-FACTORIES: dict[str, Factory] = {"stub": stub, "sqlite": sqlite}
-#: Brokers that order a queue by message priority (larger first).
-PRIORITY_ORDERED = {"stub", "sqlite"}
+def redis(request: pytest.FixtureRequest) -> Made:
+    """A Redis broker in a fresh namespace whose keys are deleted on close."""
+    pytest.importorskip("redis", reason="redis-py is not installed (pip install 'liteq[redis]')")
+    from liteq.brokers.redis import RedisBroker
 
-# RabbitMQ (needs pika and a server; the factory skips otherwise).
-from .rabbitmq_factory import rabbitmq  # noqa: E402
+    namespace = f"contract-{uuid.uuid4().hex[:12]}"
+    broker = RedisBroker(url=request.getfixturevalue("redis_url"), namespace=namespace)
 
-FACTORIES["rabbitmq"] = rabbitmq
-PRIORITY_ORDERED.add("rabbitmq")
+    def close() -> None:
+        keys = list(broker.client.scan_iter(match=f"{namespace}:*", count=1000))
+        if keys:
+            broker.client.delete(*keys)
+        broker.close()
 
-# Redis (needs redis-py and a server; the factory skips otherwise). No priority order.
-from .redis_factory import redis  # noqa: E402
+    return broker, close
 
-FACTORIES["redis"] = redis
+
+def delete_queues(url: str, names: Iterable[str]) -> None:
+    """Delete ``Q``, ``Q.DQ`` and ``Q.XQ`` of every queue in ``names`` (missing ones too)."""
+    import pika
+
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    try:
+        for name in names:
+            for suffix in ("", ".DQ", ".XQ"):
+                channel = connection.channel()
+                channel.queue_delete(name + suffix)
+                channel.close()
+    finally:
+        connection.close()
+
+
+def rabbitmq(request: pytest.FixtureRequest) -> Made:
+    """A RabbitMQ broker with ``max_priority=10`` on empty queues (deleted again on close)."""
+    pytest.importorskip("pika", reason="pika is not installed (pip install 'liteq[rabbitmq]')")
+    from liteq.brokers.rabbitmq import RabbitmqBroker
+
+    url = request.getfixturevalue("rabbitmq_url")
+    delete_queues(url, ["default"])
+    broker = RabbitmqBroker(url=url, max_priority=10)
+
+    def close() -> None:
+        names = set(broker.get_declared_queues()) | {"default"}
+        broker.close()
+        delete_queues(url, names)
+
+    return broker, close
+
+
+FACTORIES: dict[str, Callable[[pytest.FixtureRequest], Made]] = {
+    "stub": stub, "sqlite": sqlite, "redis": redis, "rabbitmq": rabbitmq,
+}
+#: Brokers that order a queue by message priority (larger first). RabbitMQ does with
+#: ``max_priority``; Redis has no broker priority.
+PRIORITY_ORDERED = {"stub", "sqlite", "rabbitmq"}

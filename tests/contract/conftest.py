@@ -13,9 +13,9 @@ from .brokers import FACTORIES
 
 
 @pytest.fixture(params=sorted(FACTORIES))
-def broker(request: pytest.FixtureRequest, tmp_path) -> Iterator[liteq.Broker]:
+def broker(request: pytest.FixtureRequest) -> Iterator[liteq.Broker]:
     """A fresh broker with the default middleware, made the global broker for the test."""
-    made, close = FACTORIES[request.param](tmp_path, None)
+    made, close = FACTORIES[request.param](request)
     made.contract_name = request.param  # type: ignore[attr-defined]
     previous = liteq.broker._broker
     liteq.broker.set_broker(made)
