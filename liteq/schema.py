@@ -249,7 +249,6 @@ GET_DEAD = LIST_DEAD.replace("WHERE (?1", "WHERE id = ?4 AND (?1")
 COUNT_DEAD = "SELECT queue, count(*) FROM liteq_dead_letters GROUP BY queue"
 DELETE_DEAD = "DELETE FROM liteq_dead_letters WHERE id = ?"
 EXPIRE_DEAD = "DELETE FROM liteq_dead_letters WHERE failed_at < ?"
-MAX_DEAD_ID = "SELECT coalesce(max(id), 0) FROM liteq_dead_letters WHERE queue = ?"
 
 
 # --- results (served by the primary key / liteq_results_expires_at) ----------------------
