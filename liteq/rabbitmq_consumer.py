@@ -1,0 +1,339 @@
+"""The RabbitMQ consumer: one connection receiving from queues and from their delay queues.
+
+Delayed messages of ``Q.DQ`` are held here, unacknowledged, until their ETA, then moved to ``Q``.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import threading
+from collections import Counter
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from .broker import Consumer, MessageProxy
+from .common import current_millis, dq_name
+from .errors import ConnectionClosed, DecodeError
+from .message import Message
+from .rabbitmq_connection import CONNECTION_ERRORS, close_quietly, reason
+
+if TYPE_CHECKING:
+    from .brokers.rabbitmq import RabbitmqBroker
+
+__all__ = ["MAX_PREFETCH", "RabbitmqConsumer"]
+
+#: AMQP's prefetch count is a 16-bit number.
+MAX_PREFETCH = 65535
+
+
+class RabbitmqConsumer(Consumer):
+    """Receives from several queues and their delay queues over one connection.
+
+    Deliveries are pushed by RabbitMQ up to ``prefetch`` unacknowledged messages per
+    queue (``basic_qos``) and wait in memory, highest AMQP priority first. Messages
+    of ``Q.DQ`` are held (unacknowledged) until their ETA, then published to ``Q`` and
+    acknowledged. Unacknowledged messages go back to their queues when the connection
+    closes, also when the process dies. After a lost connection the consumer
+    reconnects on its next round trip; the messages it had then come back from the
+    server, and settling them is skipped (at-least-once delivery).
+    """
+
+    def __init__(self, broker: RabbitmqBroker, queue_names: list[str], *, prefetch: int,
+                 timeout: int) -> None:
+        self.broker = broker
+        self.queue_names = list(dict.fromkeys(queue_names))
+        self.prefetch = max(1, min(int(prefetch), MAX_PREFETCH))
+        self.delay_prefetch = min(self.prefetch * 1000, MAX_PREFETCH)
+        self.timeout = timeout
+        self.inflight: Counter[str] = Counter()
+        self._connection: Any = None
+        self._channel: Any = None
+        self._generation = 0
+        self._seq = itertools.count()
+        self._ready: list[tuple] = []      # heap of (-priority, seq, tag, body, queue)
+        self._delayed: list[tuple] = []    # heap of (eta, seq, tag, message, priority)
+        self._unsettled: dict[int, str] = {}  # delivery tag -> queue, in delivery order
+        self._consumer_queues: dict[str, str] = {}
+        self._flush_lock = threading.Lock()
+        self._flushes: set[str] = set()
+        self._wakeup_pending = False
+        self._cancelled = False
+        self._disconnected = threading.Event()
+        self._closed = False
+        self._connect()
+        broker._consumers.add(self)
+
+    # -- connection -------------------------------------------------------------------
+    def _connect(self) -> None:
+        broker = self.broker
+        connection = broker._connect()
+        try:
+            channel = connection.channel()
+            if broker.confirm_delivery:
+                channel.confirm_delivery()
+            channel.add_on_cancel_callback(self._on_cancel)
+            for name in self.queue_names:
+                broker._declare(channel, name)
+            consumer_queues = {}
+            channel.basic_qos(prefetch_count=self.prefetch)
+            for name in self.queue_names:
+                tag = channel.basic_consume(name, self._on_message, auto_ack=False)
+                consumer_queues[tag] = name
+            channel.basic_qos(prefetch_count=self.delay_prefetch)
+            for name in self.queue_names:
+                tag = channel.basic_consume(dq_name(name), self._on_delayed, auto_ack=False)
+                consumer_queues[tag] = name
+        except BaseException:
+            close_quietly(connection)
+            raise
+        self._consumer_queues = consumer_queues
+        self._generation += 1
+        self._wakeup_pending = False
+        self._cancelled = False
+        self._connection, self._channel = connection, channel
+        self._disconnected.clear()
+
+    def _lost(self, error: BaseException) -> None:
+        """Drop the connection and everything received on it (the server redelivers it)."""
+        if self._connection is not None and not self._closed:
+            self.broker.logger.warning(
+                "lost the consumer connection to RabbitMQ at %s: %s; reconnecting",
+                self.broker.location, self.broker._scrub(reason(error)))
+        connection, self._connection, self._channel = self._connection, None, None
+        if connection is not None:
+            close_quietly(connection)
+        self._ready.clear()
+        self._delayed.clear()
+        self._unsettled.clear()
+        self.inflight.clear()
+
+    def _ensure_connected(self) -> None:
+        if self._closed:
+            raise ConnectionClosed("this consumer is closed")
+        if self._cancelled:
+            self._lost(ConnectionClosed("RabbitMQ cancelled a consumer (was a queue deleted?)"))
+        if self._connection is None or not self._connection.is_open:
+            if self._connection is not None:
+                self._lost(ConnectionClosed("connection closed"))
+            self._connect()
+
+    # -- delivery callbacks (run inside pika's event processing, consumer thread) ------
+    def _on_cancel(self, method_frame: Any) -> None:
+        # The queue was deleted (or the node lost it): start over on the next round trip,
+        # which declares the queues again.
+        self._cancelled = True
+
+    def _on_message(self, channel: Any, method: Any, properties: Any, body: bytes) -> None:
+        queue = self._consumer_queues[method.consumer_tag]
+        tag = method.delivery_tag
+        self._unsettled[tag] = queue
+        self.inflight[queue] += 1
+        heapq.heappush(self._ready, (-(properties.priority or 0), next(self._seq), tag, body,
+                                     queue))
+
+    def _on_delayed(self, channel: Any, method: Any, properties: Any, body: bytes) -> None:
+        queue = self._consumer_queues[method.consumer_tag]
+        tag = method.delivery_tag
+        self._unsettled[tag] = queue
+        self.inflight[queue] += 1
+        try:
+            message = Message.decode(body)
+        except DecodeError as e:
+            self.broker.logger.error("dead-lettering an undecodable message on %s: %s",
+                                     dq_name(queue), e)
+            self._settle_one(tag, ack=False)
+            return
+        eta = message.options.get("eta")
+        if isinstance(eta, bool) or not isinstance(eta, (int, float)):
+            eta = current_millis()
+        try:
+            self.broker.emit_before("delay_message", MessageProxy(message))
+        except Exception:  # noqa: BLE001 - a hook must not break pika's dispatch
+            self.broker.logger.exception("before_delay_message hook failed")
+        heapq.heappush(self._delayed, (eta, next(self._seq), tag, message, properties.priority))
+
+    # -- settling ---------------------------------------------------------------------
+    def _settle_one(self, tag: int, *, ack: bool, requeue: bool = False) -> None:
+        queue = self._unsettled.pop(tag)
+        self.inflight[queue] -= 1
+        if ack:
+            self._channel.basic_ack(tag)
+        elif requeue:
+            self._channel.basic_reject(tag, requeue=True)
+        else:
+            self._channel.basic_nack(tag, requeue=False)
+
+    def _settle(self, done: list[MessageProxy]) -> None:
+        acks: set[int] = set()
+        generation = self._generation
+        unsettled = self._unsettled
+        for proxy in done:
+            handle = proxy.handle
+            if handle is None or handle[0] != generation or handle[1] not in unsettled:
+                continue  # received on a lost connection: the server redelivers it
+            if proxy.failed:
+                self._settle_one(handle[1], ack=False)
+                if proxy._exception is not None:
+                    self.broker.record_failure(handle[2], proxy._exception)
+            else:
+                acks.add(handle[1])
+        if not acks:
+            return
+        # One ``multiple`` ack for the longest run of settled tags from the oldest one.
+        last = None
+        for tag in unsettled:
+            if tag not in acks:
+                break
+            last = tag
+        if last is not None:
+            for tag in list(itertools.takewhile(lambda t: t <= last, unsettled)):
+                self.inflight[unsettled.pop(tag)] -= 1
+                acks.discard(tag)
+            self._channel.basic_ack(last, multiple=True)
+        for tag in acks:
+            self._settle_one(tag, ack=True)
+
+    def _move_due(self) -> None:
+        """Publish delayed messages whose ETA has passed to their queue; ack them on ``Q.DQ``."""
+        now = current_millis()
+        broker = self.broker
+        while self._delayed and self._delayed[0][0] <= now:
+            _, _, tag, message, priority = heapq.heappop(self._delayed)
+            queue = self._unsettled.get(tag)
+            if queue is None:
+                continue
+            options = dict(message.options)
+            options.pop("eta", None)
+            moved = Message(queue, message.actor_name, message.args, message.kwargs, options,
+                            message.message_id, message.message_timestamp)
+            self._channel.basic_publish(exchange="", routing_key=queue, body=moved.encode(),
+                                        properties=broker._props(priority),
+                                        mandatory=broker.confirm_delivery)
+            self._settle_one(tag, ack=True)
+
+    def request_flush(self, queue_name: str) -> None:
+        """Drop held messages of ``queue_name`` on the next round trip (thread-safe)."""
+        with self._flush_lock:
+            self._flushes.add(queue_name)
+        self.wakeup()
+
+    def _apply_flushes(self) -> None:
+        with self._flush_lock:
+            names, self._flushes = self._flushes, set()
+        kept = [item for item in self._ready if item[4] not in names]
+        for item in self._ready:
+            if item[4] in names and item[2] in self._unsettled:
+                self._settle_one(item[2], ack=True)
+        heapq.heapify(kept)
+        self._ready = kept
+        kept = []
+        for item in self._delayed:
+            queue = self._unsettled.get(item[2])
+            if queue in names:
+                self._settle_one(item[2], ack=True)
+            elif queue is not None:
+                kept.append(item)
+        heapq.heapify(kept)
+        self._delayed = kept
+
+    # -- the Consumer interface -------------------------------------------------------
+    def exchange(self, done: list[MessageProxy], want: int) -> list[MessageProxy]:
+        """Settle ``done`` (ack, or nack to ``Q.XQ``), then return up to ``want`` messages."""
+        try:
+            self._ensure_connected()
+            if self._flushes:
+                self._apply_flushes()
+            if done:
+                self._settle(done)
+            self._connection.process_data_events(0)
+            if self._delayed and self._delayed[0][0] <= current_millis():
+                self._move_due()
+            received: list[MessageProxy] = []
+            ready = self._ready
+            generation = self._generation
+            while len(received) < want and ready:
+                _, _, tag, body, queue = heapq.heappop(ready)
+                try:
+                    message = Message.decode(body)
+                except DecodeError as e:
+                    self.broker.logger.error("dead-lettering an undecodable message on %s: %s",
+                                             queue, e)
+                    self._settle_one(tag, ack=False)
+                    continue
+                received.append(MessageProxy(message, handle=(generation, tag, queue)))
+            return received
+        except CONNECTION_ERRORS as e:
+            # What was received on the lost connection comes back from the server;
+            # reconnect now (ConnectionFailed after connection_attempts).
+            self._lost(e)
+            self._connect()
+            return []
+
+    def poll(self) -> MessageProxy | None:
+        received = self.exchange([], 1)
+        return received[0] if received else None
+
+    def ack(self, message: MessageProxy) -> None:
+        self.exchange([message], 0)
+
+    def nack(self, message: MessageProxy) -> None:
+        message.fail()
+        self.exchange([message], 0)
+
+    def wait(self, timeout: float) -> None:
+        """Block in pika's event loop up to ``timeout`` s, a delivery, an ETA or a wakeup."""
+        if self._closed:
+            return
+        if self._connection is None:
+            self._disconnected.wait(min(timeout, 1.0))
+            self._disconnected.clear()
+            return
+        if self._delayed:
+            timeout = min(timeout, max(0.0, (self._delayed[0][0] - current_millis()) / 1000))
+        try:
+            self._connection.process_data_events(time_limit=timeout)
+        except CONNECTION_ERRORS as e:
+            self._lost(e)
+
+    def _woken(self) -> None:
+        self._wakeup_pending = False
+
+    def wakeup(self) -> None:
+        """Make a concurrent :meth:`wait` return now (any thread)."""
+        if self._wakeup_pending:
+            return
+        connection = self._connection
+        if connection is None:
+            self._disconnected.set()
+            return
+        self._wakeup_pending = True
+        try:
+            connection.add_callback_threadsafe(self._woken)
+        except Exception:  # noqa: BLE001 - a closing connection refuses callbacks
+            self._wakeup_pending = False
+            self._disconnected.set()
+
+    def requeue(self, messages: Iterable[MessageProxy]) -> None:
+        """Give received, unstarted messages back to their queue (``basic_reject``)."""
+        try:
+            for proxy in messages:
+                handle = proxy.handle
+                if (self._channel is not None and handle is not None
+                        and handle[0] == self._generation and handle[1] in self._unsettled):
+                    self._settle_one(handle[1], ack=False, requeue=True)
+        except CONNECTION_ERRORS as e:
+            self._lost(e)  # unacknowledged messages go back anyway
+
+    def close(self) -> None:
+        """Close the connection; RabbitMQ requeues whatever was not acknowledged."""
+        self._closed = True
+        connection, self._connection, self._channel = self._connection, None, None
+        if connection is not None:
+            close_quietly(connection)
+        self._ready.clear()
+        self._delayed.clear()
+        self._unsettled.clear()
+        self.inflight.clear()
+        self._disconnected.set()
+        self.broker._consumers.discard(self)
