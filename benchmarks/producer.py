@@ -44,11 +44,14 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--interval", type=float, default=0.02)
     parser.add_argument("--flush", action="store_true",
-                        help="empty the system's queues first (Dramatiq; SQLite runs use "
-                             "a fresh file anyway)")
+                        help="empty the system's queues first (Dramatiq, liteq on a server; "
+                             "SQLite runs use a fresh file anyway)")
     args = parser.parse_args()
     send, send_latency, module = _sender(args.system)
-    if args.flush and args.system == "dramatiq":
+    # Systems on a server (Dramatiq, liteq on Redis / RabbitMQ) share it across scenarios.
+    on_server = args.system == "dramatiq" or (
+        args.system == "liteq" and not os.environ["LITEQ_BROKER_URL"].startswith("sqlite"))
+    if args.flush and on_server:
         module.broker.flush_all()
     n = args.n
     start = time.time()
@@ -72,7 +75,7 @@ def main() -> None:
                 time.sleep(pause)
     end = time.time()
     print(json.dumps({"start": start, "end": end, "elapsed": end - start, "n": n}), flush=True)
-    if args.system == "dramatiq":
+    if on_server:
         module.broker.close()
 
 

@@ -13,7 +13,15 @@ from typing import Any
 from rich.table import Table
 
 from benchmarks.pools import HERE, PY, ROOT
-from benchmarks.targets import METRICS, target_met
+from benchmarks.targets import (
+    METRICS,
+    RATIO_TARGETS,
+    SAME_SERVER_PEERS,
+    SYSTEM_TARGETS,
+    peer_ratio,
+    ratio_target_met,
+    system_target_met,
+)
 
 
 def fmt(value: Any, unit: str) -> str:
@@ -28,43 +36,67 @@ def fmt(value: Any, unit: str) -> str:
     return str(value)
 
 
+def _mark(text: str, met: bool | None) -> str:
+    if met is True:
+        return f"[green]{text} ✓[/green]"
+    if met is False:
+        return f"[red]{text} ✗[/red]"
+    return text
+
+
+def _target_text(target: tuple[str, float]) -> str:
+    return f"{target[0].replace('>=', '≥').replace('<=', '≤')} {target[1]:g}"
+
+
 def render(results: dict[str, Any], title: str) -> Table:
+    """One row per figure, one column per system; then liteq (SQLite) against the best
+    peer, and each liteq-on-a-server against Dramatiq on the same server (§7 marks)."""
     systems = results["systems"]
     names = list(systems)
+
+    def value_of(name: str, key: str) -> float | None:
+        entry = systems.get(name, {})
+        return entry.get("metrics", {}).get(key) if entry.get("status") == "ok" else None
+
+    peers = [n for n in names if n.split("-")[0] != "liteq"]
+    pairs = [(mine, peer) for mine, peer in SAME_SERVER_PEERS.items()
+             if mine in names and peer in names]
     table = Table(title=title, title_justify="left")
     table.add_column("scenario")
     table.add_column("unit")
     table.add_column("target")
     for name in names:
         table.add_column(name, justify="right")
-    table.add_column("liteq vs best peer", justify="right")
+    versus_best = "liteq" in names
+    if versus_best:
+        table.add_column("liteq vs best peer", justify="right")
+    for mine, peer in pairs:
+        table.add_column(f"{mine} vs {peer}", justify="right")
     for key, label, unit, target, higher in METRICS:
-        cells = []
-        peer_values = []
-        for name in names:
-            entry = systems[name]
-            value = entry.get("metrics", {}).get(key) if entry.get("status") == "ok" else None
-            text = fmt(value, unit)
-            if name == "liteq":
-                met = target_met(key, value)
-                if met is True:
-                    text = f"[green]{text} ✓[/green]"
-                elif met is False:
-                    text = f"[red]{text} ✗[/red]"
-            elif value is not None:
-                peer_values.append(value)
-            cells.append(text)
-        liteq_value = systems.get("liteq", {}).get("metrics", {}).get(key)
+        cells = [_mark(fmt(value_of(name, key), unit), system_target_met(name, key, value_of(
+            name, key))) for name in names]
+        if all(c == "—" for c in cells):
+            continue
+        liteq_value = value_of("liteq", key)
+        peer_values = [v for n in peers if (v := value_of(n, key)) is not None]
         ratio = "—"
         if liteq_value is not None and peer_values and unit not in ("x",):
             best = max(peer_values) if higher else min(peer_values)
-            if best and liteq_value:
-                ratio = f"{(liteq_value / best if higher else best / liteq_value):.2f}x"
-        target_text = f"{target[0].replace('>=', '≥').replace('<=', '≤')} {target[1]:g}" \
-            if target else ""
-        if all(c == "—" for c in cells):
-            continue
-        table.add_row(label, unit, target_text, *cells, ratio)
+            if (r := peer_ratio(key, liteq_value, best)) is not None:
+                ratio = f"{r:.2f}x"
+        pair_cells = []
+        for mine, peer in pairs:
+            r = peer_ratio(key, value_of(mine, key), value_of(peer, key)) \
+                if unit != "x" else None
+            pair_cells.append(_mark(f"{r:.2f}x", ratio_target_met(key, r))
+                              if r is not None else "—")
+        targets = [_target_text(target)] if target else []
+        if key in RATIO_TARGETS:
+            targets.append(f"server {_target_text(RATIO_TARGETS[key])}x Dramatiq")
+        targets += [f"{name.split('-', 1)[1]} {_target_text(t[key])}"
+                    for name, t in SYSTEM_TARGETS.items() if key in t and name in names]
+        table.add_row(label, unit, "; ".join(targets), *cells,
+                      *([ratio] if versus_best else []), *pair_cells)
     return table
 
 

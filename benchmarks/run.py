@@ -4,12 +4,18 @@
                                        [--n N] [--repeat R] [--json out.json]
 
 Systems: ``liteq`` (SQLite file, ``python -m liteq worker tasks_liteq --processes 2
---threads 8``), ``dramatiq-rabbitmq`` and ``dramatiq-redis`` (``dramatiq tasks_dramatiq
---processes 2 --threads 8``), ``huey-sqlite`` (``huey_consumer tasks_huey.huey -w 8``,
-threads). A peer runs only when its package imports and its server starts; servers are
-started here on free ports of 127.0.0.1 (``benchmarks/servers.py``) and stopped after.
+--threads 8``), ``liteq-redis`` and ``liteq-rabbitmq`` (the same CLI, liteq's
+RedisBroker / RabbitmqBroker from ``LITEQ_BROKER_URL``), ``dramatiq-rabbitmq`` and
+``dramatiq-redis`` (``dramatiq tasks_dramatiq --processes 2 --threads 8``),
+``huey-sqlite`` (``huey_consumer tasks_huey.huey -w 8``, threads). A system runs only
+when its packages import and its server starts; servers are started here on free ports
+of 127.0.0.1 (``benchmarks/servers.py``), once per run: liteq and Dramatiq on Redis
+share one Redis, on RabbitMQ one RabbitMQ node; all are stopped at the end.
+liteq on a server is compared with Dramatiq on the same server (§7: drain ≥ 1.0x,
+pickup p99 ≤ 10 ms on Redis); it runs the scenarios Dramatiq runs.
 
-Scenarios (no-op tasks, default settings; each in fresh queues):
+Scenarios (no-op tasks, default settings; each in fresh queues: a new SQLite file, a
+flush of Dramatiq's queues, or a newly named, flushed queue for liteq on a server):
 
 * enqueue one ``send()`` at a time, N messages, one producer process alone;
 * bulk enqueue (liteq ``enqueue_many``, 1000 per call, message building included);
@@ -66,14 +72,21 @@ from benchmarks.scenarios import (  # noqa: E402
     scenario_enqueue,
     scenario_idle,
 )
-from benchmarks.systems import System, availability, liteq_cli_problem, system_server  # noqa: E402
-from benchmarks.targets import METRICS, target_met  # noqa: E402
+from benchmarks.systems import (  # noqa: E402
+    Servers,
+    System,
+    availability,
+    liteq_cli_problem,
+)
+from benchmarks.targets import METRICS, SAME_SERVER_PEERS, same_server_targets, target_met  # noqa: E402
 
-ALL_SYSTEMS = ["liteq", "dramatiq-rabbitmq", "dramatiq-redis", "huey-sqlite"]
-console = Console(width=None if sys.stdout.isatty() else 170)
+ALL_SYSTEMS = ["liteq", "liteq-rabbitmq", "dramatiq-rabbitmq", "liteq-redis", "dramatiq-redis",
+               "huey-sqlite"]
+console = Console(width=None if sys.stdout.isatty() else 220)
 
 
-def run_system(name: str, args: argparse.Namespace, workdir: str) -> dict[str, Any]:
+def run_system(name: str, args: argparse.Namespace, workdir: str,
+               shared: Servers) -> dict[str, Any]:
     entry: dict[str, Any] = {"status": "ok", "metrics": {}, "errors": {}, "skipped": {},
                              "runs": []}
     reason = availability(name)
@@ -86,57 +99,57 @@ def run_system(name: str, args: argparse.Namespace, workdir: str) -> dict[str, A
     console.print(f"[bold]{name}[/bold]: starting")
     started = time.monotonic()
     try:
-        with system_server(name) as url:
-            system = System(name, os.path.join(workdir, name), url)
-            os.makedirs(system.workdir, exist_ok=True)
-            cli_problem = liteq_cli_problem() if name == "liteq" else None
+        url = shared.url(name)
+        system = System(name, os.path.join(workdir, name), url)
+        os.makedirs(system.workdir, exist_ok=True)
+        cli_problem = liteq_cli_problem() if system.kind == "liteq" else None
 
-            def attempt(label: str, fn: Callable[[], dict[str, Any]], needs_pool: bool,
-                        into: dict[str, Any]) -> None:
-                if needs_pool and cli_problem:
-                    entry["skipped"][label] = cli_problem
-                    return
-                t = time.monotonic()
-                try:
-                    into.update({k: v for k, v in fn().items()})
-                    console.print(f"  {label}: done in {time.monotonic() - t:.1f} s")
-                except Skip as e:
-                    entry["skipped"][label] = str(e)
-                except (ScenarioError, servers.ServerUnavailable, OSError, ValueError) as e:
-                    entry["errors"][label] = f"{type(e).__name__}: {e}"
-                    console.print(f"  [red]{label} failed[/red]: {e}")
-                    if args.verbose:
-                        traceback.print_exc()
+        def attempt(label: str, fn: Callable[[], dict[str, Any]], needs_pool: bool,
+                    into: dict[str, Any]) -> None:
+            if needs_pool and cli_problem:
+                entry["skipped"][label] = cli_problem
+                return
+            t = time.monotonic()
+            try:
+                into.update({k: v for k, v in fn().items()})
+                console.print(f"  {label}: done in {time.monotonic() - t:.1f} s")
+            except Skip as e:
+                entry["skipped"][label] = str(e)
+            except (ScenarioError, servers.ServerUnavailable, OSError, ValueError) as e:
+                entry["errors"][label] = f"{type(e).__name__}: {e}"
+                console.print(f"  [red]{label} failed[/red]: {e}")
+                if args.verbose:
+                    traceback.print_exc()
 
-            for r in range(args.repeat):
-                run: dict[str, Any] = {}
-                attempt("enqueue", lambda: scenario_enqueue(system, n), False, run)
-                attempt("bulk", lambda: scenario_bulk(system, n), False, run)
-                attempt("drain", lambda: scenario_drain(system, n, window), True, run)
-                attempt("e2e", lambda: scenario_e2e(system, n), True, run)
-                if name == "liteq":
-                    attempt("durable", lambda: scenario_drain(system, n, window, True),
-                            True, run)
-                entry["runs"].append(run)
-                console.print(f"  run {r + 1}/{args.repeat} done")
-            metrics = entry["metrics"]
-            keys = {k for run in entry["runs"] for k in run}
-            for key in sorted(keys):
-                values = [run[key] for run in entry["runs"] if run.get(key) is not None]
-                if values:
-                    metrics[key] = statistics.median(values)
-            if name == "huey-sqlite" and "drain" in metrics:
-                # Huey's SqliteStorage leaves synchronous at SQLite's FULL default.
-                metrics["durable_drain"] = metrics["drain"]
-                entry["notes"] = "durable_drain is the regular drain (Huey SQLite is FULL)"
-            attempt("idle", lambda: scenario_idle(system, args.latency_count,
-                                                  args.idle_seconds), True, metrics)
-            if name == "liteq" and args.depth:
-                attempt("depth", lambda: scenario_depth(system, args.depth, window,
-                                                         full=not args.quick), True, metrics)
-            if metrics.get("depth_deep_rate") and metrics.get("depth_shallow_rate"):
-                metrics["depth_ratio"] = (metrics["depth_deep_rate"]
-                                          / metrics["depth_shallow_rate"])
+        for r in range(args.repeat):
+            run: dict[str, Any] = {}
+            attempt("enqueue", lambda: scenario_enqueue(system, n), False, run)
+            attempt("bulk", lambda: scenario_bulk(system, n), False, run)
+            attempt("drain", lambda: scenario_drain(system, n, window), True, run)
+            attempt("e2e", lambda: scenario_e2e(system, n), True, run)
+            if name == "liteq":
+                attempt("durable", lambda: scenario_drain(system, n, window, True),
+                        True, run)
+            entry["runs"].append(run)
+            console.print(f"  run {r + 1}/{args.repeat} done")
+        metrics = entry["metrics"]
+        keys = {k for run in entry["runs"] for k in run}
+        for key in sorted(keys):
+            values = [run[key] for run in entry["runs"] if run.get(key) is not None]
+            if values:
+                metrics[key] = statistics.median(values)
+        if name == "huey-sqlite" and "drain" in metrics:
+            # Huey's SqliteStorage leaves synchronous at SQLite's FULL default.
+            metrics["durable_drain"] = metrics["drain"]
+            entry["notes"] = "durable_drain is the regular drain (Huey SQLite is FULL)"
+        attempt("idle", lambda: scenario_idle(system, args.latency_count,
+                                              args.idle_seconds), True, metrics)
+        if name == "liteq" and args.depth:
+            attempt("depth", lambda: scenario_depth(system, args.depth, window,
+                                                     full=not args.quick), True, metrics)
+        if metrics.get("depth_deep_rate") and metrics.get("depth_shallow_rate"):
+            metrics["depth_ratio"] = (metrics["depth_deep_rate"]
+                                      / metrics["depth_shallow_rate"])
     except servers.ServerUnavailable as e:
         return {"status": "skipped", "reason": str(e)}
     entry["seconds"] = time.monotonic() - started
@@ -195,14 +208,21 @@ def main(argv: list[str] | None = None) -> int:
     }
     t = time.monotonic()
     try:
-        for name in names:
-            results["systems"][name] = run_system(name, args, workdir)
-            if results["systems"][name]["status"] == "skipped":
-                console.print(f"[yellow]{name} skipped[/yellow]: "
-                              f"{results['systems'][name]['reason']}")
+        # One Redis and one RabbitMQ for the whole run, shared by liteq and Dramatiq.
+        with Servers() as shared:
+            for name in names:
+                results["systems"][name] = run_system(name, args, workdir, shared)
+                if results["systems"][name]["status"] == "skipped":
+                    console.print(f"[yellow]{name} skipped[/yellow]: "
+                                  f"{results['systems'][name]['reason']}")
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     results["meta"]["seconds"] = time.monotonic() - t
+    # liteq on a server against Dramatiq on the same server (DESIGN §7), once both ran.
+    for name in SAME_SERVER_PEERS:
+        entry = results["systems"].get(name)
+        if entry and entry.get("status") == "ok":
+            entry["targets"] = same_server_targets(name, results["systems"])
 
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     os.makedirs(os.path.join(HERE, "results"), exist_ok=True)

@@ -26,9 +26,10 @@ def scenario_enqueue(system: System, n: int) -> dict[str, float]:
 
 def scenario_drain(system: System, n: int, window: int, durable: bool = False
                    ) -> dict[str, float]:
-    """N queued (bulk for liteq, one by one for peers, not timed), then the CLI drains."""
+    """N queued (bulk for liteq on SQLite, one by one on servers and for peers, not
+    timed), then the CLI drains."""
     system.fresh(durable=durable)
-    if system.kind == "liteq":
+    if system.liteq_sqlite:
         system.produce("bulk", n)
     else:
         system.produce("single", n, flush=True)
@@ -68,8 +69,8 @@ def scenario_e2e(system: System, n: int) -> dict[str, float]:
 
 
 def scenario_bulk(system: System, n: int) -> dict[str, float]:
-    if system.kind != "liteq":
-        raise Skip("bulk enqueue is measured for liteq only")
+    if not system.liteq_sqlite:
+        raise Skip("bulk enqueue is measured for liteq only (on SQLite)")
     system.fresh()
     out = system.produce("bulk", n, batch=1000)
     return {"enqueue_bulk": n / out["elapsed"]}
@@ -116,8 +117,8 @@ def scenario_idle(system: System, latency_count: int, idle_seconds: float
 def scenario_depth(system: System, depth: int, window: int, full: bool
                    ) -> dict[str, Any]:
     """``depth`` queued: rate of the first ``window``; with ``full``, drain it all (RSS)."""
-    if system.kind != "liteq":
-        raise Skip("depth is measured for liteq only")
+    if not system.liteq_sqlite:
+        raise Skip("depth is measured for liteq only (on SQLite)")
     system.fresh()
     out = system.produce("bulk", depth, batch=1000)
     counters = system.counter_dir()

@@ -1,6 +1,9 @@
 """The systems under test: producing to, running the worker CLI of, and serving each one.
 
 Everything that differs between liteq, Dramatiq and Huey is here; scenarios stay generic.
+A system's name is ``KIND-BACKEND`` (``liteq`` alone is liteq on SQLite): liteq-redis
+and dramatiq-redis share one Redis server per run, liteq-rabbitmq and dramatiq-rabbitmq
+one RabbitMQ node (``Servers``).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import os
 import shlex
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 
 from benchmarks import servers
@@ -27,6 +31,7 @@ class System:
         self.workdir = workdir
         self.url = url
         self.kind = name.split("-")[0]
+        self.backend = backend_of(name)
         self.threads = threads
         self.processes = processes
         self.generation = 0
@@ -34,11 +39,22 @@ class System:
         self.logs = os.path.join(workdir, "logs")
         os.makedirs(self.logs, exist_ok=True)
 
+    @property
+    def liteq_sqlite(self) -> bool:
+        """liteq on its own SQLite broker (the scenarios only it has: bulk, durable, depth)."""
+        return self.kind == "liteq" and self.backend == "sqlite"
+
     # -- state --------------------------------------------------------------------------
     def fresh(self, durable: bool = False) -> None:
-        """New, empty queues: a new database file (SQLite systems) or a flush (Dramatiq)."""
+        """New, empty queues: a new database file (SQLite systems), a flush (Dramatiq), or
+        a flush of a queue named afresh for this scenario (liteq on a server)."""
         self.generation += 1
         self.durable = durable
+
+    @property
+    def queue_name(self) -> str:
+        """liteq's queue on a server: new for every scenario, never Dramatiq's ``default``."""
+        return f"liteqbench{os.getpid()}g{self.generation}"
 
     @property
     def db_path(self) -> str:
@@ -53,9 +69,18 @@ class System:
         env.pop("BENCH_COUNTER_DIR", None)
         if counter_dir:
             env["BENCH_COUNTER_DIR"] = counter_dir
-        if self.kind == "liteq":
+        for key in ("BENCH_QUEUE", "BENCH_REDIS_NAMESPACE"):
+            env.pop(key, None)
+        if self.liteq_sqlite:
             env["LITEQ_BROKER_URL"] = "sqlite:///" + self.db_path
             env["BENCH_DURABLE"] = "1" if self.durable else "0"
+        elif self.kind == "liteq":
+            if not self.url:
+                raise ScenarioError(f"{self.name} has no server URL")
+            env["LITEQ_BROKER_URL"] = self.url
+            env["BENCH_QUEUE"] = self.queue_name
+            if self.backend == "redis":
+                env["BENCH_REDIS_NAMESPACE"] = "liteqbench"
         elif self.kind == "dramatiq":
             env["BENCH_BROKER_URL"] = self.url or ""
         elif self.kind == "huey":
@@ -110,25 +135,88 @@ def liteq_cli_problem() -> str | None:
     return None
 
 
+def backend_of(name: str) -> str:
+    """``sqlite``, ``redis`` or ``rabbitmq``: where the system keeps its queues."""
+    return name.split("-", 1)[1] if "-" in name else "sqlite"
+
+
+#: Seconds to let a freshly started RabbitMQ node settle before the first measurement.
+RABBITMQ_SETTLE = 5.0
+
+
+class Servers:
+    """The Redis and RabbitMQ servers of one run: each started on first use, once, and
+    shared by every system of that backend (liteq and Dramatiq alike); stopped on exit.
+
+    A server that did not start is not retried: the error is kept and raised again for
+    the next system that needs it.
+    """
+
+    def __init__(self) -> None:
+        self._stack = contextlib.ExitStack()
+        self._urls: dict[str, str] = {}
+        self._failed: dict[str, servers.ServerUnavailable] = {}
+
+    def __enter__(self) -> Servers:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
+
+    def url(self, name: str) -> str | None:
+        """The URL of the server system ``name`` uses (started now if need be), or None."""
+        backend = backend_of(name)
+        if backend not in ("redis", "rabbitmq"):
+            return None
+        if backend in self._failed:
+            raise self._failed[backend]
+        if backend not in self._urls:
+            manager = servers.redis_server() if backend == "redis" else servers.rabbitmq_server()
+            try:
+                self._urls[backend] = self._stack.enter_context(manager)
+            except servers.ServerUnavailable as e:
+                self._failed[backend] = e
+                raise
+            if backend == "rabbitmq":
+                # A node that just answered AMQP is still finishing its boot: the first
+                # system measured on it got half the enqueue rate of the second (either
+                # order). Let it settle so that sharing one node stays fair.
+                time.sleep(RABBITMQ_SETTLE)
+        return self._urls[backend]
+
+
 @contextlib.contextmanager
 def system_server(name: str) -> Iterator[str | None]:
-    if name == "dramatiq-rabbitmq":
-        with servers.rabbitmq_server() as url:
-            yield url
-    elif name == "dramatiq-redis":
-        with servers.redis_server() as url:
-            yield url
-    else:
-        yield None
+    """A server for ``name`` alone (started and stopped here), or None for SQLite systems."""
+    with Servers() as started:
+        yield started.url(name)
 
 
 def availability(name: str) -> str | None:
     """Why ``name`` cannot run here, or None."""
     def missing(*modules: str) -> list[str]:
-        return [m for m in modules if importlib.util.find_spec(m) is None]
+        def absent(module: str) -> bool:
+            try:
+                return importlib.util.find_spec(module) is None
+            except ImportError:  # a parent package that does not import
+                return True
+        return [m for m in modules if absent(m)]
 
     if name == "liteq":
         return None if not missing("liteq") else "liteq is not importable"
+    if name in ("liteq-redis", "liteq-rabbitmq"):
+        backend = backend_of(name)
+        client = "redis" if backend == "redis" else "pika"
+        if m := missing("liteq", client):
+            return (f"{', '.join(m)} not installed: .venv/bin/pip install {client} "
+                    "(or benchmarks/setup.sh)")
+        adapter = "liteq.redis_compat" if backend == "redis" else "liteq.brokers.rabbitmq"
+        if missing(adapter):
+            return f"this liteq has no {backend} broker ({adapter})"
+        if backend == "redis" and not servers.redis_available():
+            return f"redis-server is not installed: {servers.INSTALL_HINT}"
+        if backend == "rabbitmq" and not servers.rabbitmq_available():
+            return f"rabbitmq-server is not installed: {servers.INSTALL_HINT}"
     if name == "dramatiq-rabbitmq":
         if m := missing("dramatiq", "pika"):
             return (f"{', '.join(m)} not installed: .venv/bin/pip install "

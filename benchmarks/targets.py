@@ -36,3 +36,61 @@ def target_met(key: str, value: float | None) -> bool | None:
             op, limit = target
             return value >= limit if op == ">=" else value <= limit
     return None
+
+
+#: DESIGN §7, liteq on a server beside Dramatiq on the same server: liteq system -> peer.
+SAME_SERVER_PEERS: dict[str, str] = {
+    "liteq-redis": "dramatiq-redis",
+    "liteq-rabbitmq": "dramatiq-rabbitmq",
+}
+#: Targets of the liteq / Dramatiq ratio on the same server (higher is better: for a
+#: lower-is-better figure the ratio is Dramatiq / liteq).
+RATIO_TARGETS: dict[str, tuple[str, float]] = {"drain": (">=", 1.0)}
+#: Targets of liteq on a server, in place of the SQLite ones of METRICS.
+SYSTEM_TARGETS: dict[str, dict[str, tuple[str, float]]] = {
+    "liteq-redis": {"latency_p99": ("<=", 10.0)},
+}
+
+
+def _check(target: tuple[str, float] | None, value: float | None) -> bool | None:
+    if target is None or value is None:
+        return None
+    op, limit = target
+    return value >= limit if op == ">=" else value <= limit
+
+
+def higher_is_better(key: str) -> bool:
+    return next((hib for k, _l, _u, _t, hib in METRICS if k == key), True)
+
+
+def peer_ratio(key: str, value: float | None, peer: float | None) -> float | None:
+    """liteq against a peer, as "times better": >1 means liteq is ahead."""
+    if not value or not peer:
+        return None
+    return value / peer if higher_is_better(key) else peer / value
+
+
+def ratio_target_met(key: str, ratio: float | None) -> bool | None:
+    return _check(RATIO_TARGETS.get(key), ratio)
+
+
+def system_target_met(name: str, key: str, value: float | None) -> bool | None:
+    """A §7 mark for ``name``'s figure: SQLite targets for ``liteq``, the server ones for
+    liteq on a server, none for peers."""
+    if name == "liteq":
+        return target_met(key, value)
+    return _check(SYSTEM_TARGETS.get(name, {}).get(key), value)
+
+
+def same_server_targets(name: str, systems: dict) -> dict[str, bool | None]:
+    """The §7 marks of liteq-on-a-server ``name`` given every system's results."""
+    peer = SAME_SERVER_PEERS.get(name)
+    mine = systems.get(name, {}).get("metrics", {})
+    theirs = systems.get(peer, {}).get("metrics", {}) if peer else {}
+    marks: dict[str, bool | None] = {}
+    for key in RATIO_TARGETS:
+        marks[f"{key}_vs_{peer}"] = ratio_target_met(
+            key, peer_ratio(key, mine.get(key), theirs.get(key)))
+    for key in SYSTEM_TARGETS.get(name, {}):
+        marks[key] = system_target_met(name, key, mine.get(key))
+    return marks

@@ -1,7 +1,11 @@
 """liteq benchmark tasks: ``python -m liteq worker tasks_liteq --processes 2 --threads 8``.
 
-Environment: ``LITEQ_BROKER_URL`` (``sqlite:////abs/path.db``), ``BENCH_DURABLE=1`` for
-``SqliteBroker(path, durable=True)``, ``BENCH_COUNTER_DIR`` for the recorder.
+Environment: ``LITEQ_BROKER_URL`` (``sqlite:////abs/path.db``, or ``redis://…`` /
+``amqp://…`` for liteq's Redis and RabbitMQ brokers, built with
+``liteq.broker_from_url``), ``BENCH_DURABLE=1`` for ``SqliteBroker(path, durable=True)``,
+``BENCH_QUEUE`` (queue of both actors, ``default`` unless set: server runs use a fresh
+name per scenario), ``BENCH_REDIS_NAMESPACE`` (Redis key prefix, so liteq's keys never
+meet Dramatiq's on the shared server), ``BENCH_COUNTER_DIR`` for the recorder.
 Default middleware, default settings otherwise.
 """
 
@@ -13,16 +17,24 @@ import bench_recorder
 
 import liteq
 
-broker = liteq.SqliteBroker(url=os.environ["LITEQ_BROKER_URL"],
-                            durable=os.environ.get("BENCH_DURABLE") == "1")
+_url = os.environ["LITEQ_BROKER_URL"]
+_scheme = _url.split(":", 1)[0].lower()
+if _scheme == "sqlite":
+    broker = liteq.SqliteBroker(url=_url, durable=os.environ.get("BENCH_DURABLE") == "1")
+else:
+    _kwargs = {}
+    if _scheme in ("redis", "rediss", "unix") and os.environ.get("BENCH_REDIS_NAMESPACE"):
+        _kwargs["namespace"] = os.environ["BENCH_REDIS_NAMESPACE"]
+    broker = liteq.broker_from_url(_url, **_kwargs)
 liteq.set_broker(broker)
+_queue = os.environ.get("BENCH_QUEUE") or "default"
 
 
-@liteq.actor
+@liteq.actor(queue_name=_queue)
 def noop(i: int) -> None:
     bench_recorder.hit()
 
 
-@liteq.actor
+@liteq.actor(queue_name=_queue)
 def latency(sent: float) -> None:
     bench_recorder.record_latency(sent)
