@@ -5,17 +5,26 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from .common import (
     current_millis,
     dq_name,
+    q_name,
     validate_delay,
     validate_priority,
     validate_queue_name,
 )
-from .errors import ActorNotFound, BrokerError, InvalidOption, MiddlewareError, QueueNotFound
+from .errors import (
+    ActorNotFound,
+    BrokerError,
+    InvalidOption,
+    MiddlewareError,
+    QueueJoinTimeout,
+    QueueNotFound,
+)
 from .message import Message
 from .middleware.middleware import HOOKS, Middleware
 
@@ -151,6 +160,7 @@ class Broker:
         self.delay_queues: set[str] = set()
         self.actor_options: set[str] = set()
         self.middleware: list[Middleware] = []
+        self._failures: dict[str, list[BaseException]] = {}
         self._hooks: dict[str, list[Any]] = {hook: [] for hook in HOOKS}
         if middleware is None:
             middleware = [m() for m in default_middleware]
@@ -299,9 +309,34 @@ class Broker:
     def flush_all(self) -> None:
         raise NotImplementedError
 
-    def join(self, queue_name: str, *, timeout: int | None = None,
-             fail_fast: bool | None = None) -> None:
+    def record_failure(self, queue_name: str, exception: BaseException) -> None:
+        """Remember a dead-lettered message's exception for ``join(fail_fast=True)``."""
+        self._failures.setdefault(q_name(queue_name), []).append(exception)
+
+    def _queue_busy(self, queue_name: str) -> bool:
+        """True while ``queue_name`` has ready, delayed or running messages."""
         raise NotImplementedError
+
+    def join(self, queue_name: str, *, timeout: int | None = None,
+             fail_fast: bool = False) -> None:
+        """Wait until ``queue_name`` has no ready, delayed or running messages.
+
+        With ``fail_fast``, re-raise the exception of a message of this queue that a
+        worker in this process dead-lettered. Polls with a backoff from 1 to 50 ms.
+        """
+        if queue_name not in self.queues:
+            raise QueueNotFound(f"queue {queue_name!r} is not declared on this broker")
+        deadline = None if timeout is None else time.monotonic() + timeout / 1000
+        pause = 0.001
+        while self._queue_busy(queue_name):
+            if fail_fast and self._failures.get(queue_name):
+                break
+            if deadline is not None and time.monotonic() >= deadline:
+                raise QueueJoinTimeout(f"queue {queue_name!r} did not drain within {timeout} ms")
+            time.sleep(pause)
+            pause = min(pause * 2, 0.05)
+        if fail_fast and self._failures.get(queue_name):
+            raise self._failures[queue_name].pop(0)
 
     @property
     def dead_letters(self) -> list[Message]:

@@ -43,8 +43,8 @@ except ImportError as e:  # pragma: no cover - depends on the environment
 
 from . import redis_script
 from .broker import Broker
-from .common import current_millis, dq_name, q_name
-from .errors import ConnectionFailed, DecodeError, QueueJoinTimeout, QueueNotFound
+from .common import current_millis, dq_name
+from .errors import ConnectionFailed, DecodeError, QueueNotFound
 from .message import Message
 from .middleware.middleware import Middleware
 from .redis_connection import build_client, describe, scrub
@@ -128,7 +128,6 @@ class RedisBroker(Broker):
                 self._secrets.append(str(kwargs[key]))
         self._location = describe(kwargs)
         self._script = self.client.register_script(redis_script.SCRIPT)
-        self._failures: dict[str, list[BaseException]] = {}
         self._priority_warned = False
         super().__init__(middleware)
 
@@ -235,10 +234,6 @@ class RedisBroker(Broker):
         self.ping()
         return RedisConsumer(self, names, prefetch=prefetch, timeout=timeout)
 
-    def record_failure(self, queue_name: str, exception: BaseException) -> None:
-        """Remember a dead-lettered message's exception for ``join(fail_fast=True)``."""
-        self._failures.setdefault(q_name(queue_name), []).append(exception)
-
     def maintenance(self, queue_names: Iterable[str] | None = None) -> None:
         """Requeue the messages of dead workers and expire dead letters now."""
         names = list(queue_names) if queue_names is not None else sorted(self.queues)
@@ -259,26 +254,8 @@ class RedisBroker(Broker):
 
         return self._retrying(count, f"count {queue_name!r}")
 
-    def join(self, queue_name: str, *, timeout: int | None = None,
-             fail_fast: bool = False) -> None:
-        """Wait until ``queue_name`` has no waiting, delayed or running messages.
-
-        With ``fail_fast``, re-raise the exception of a message of this queue that a
-        worker in this process dead-lettered.
-        """
-        if queue_name not in self.queues:
-            raise QueueNotFound(f"queue {queue_name!r} is not declared on this broker")
-        deadline = None if timeout is None else time.monotonic() + timeout / 1000
-        pause = 0.001
-        while self.qsize(queue_name):
-            if fail_fast and self._failures.get(queue_name):
-                break
-            if deadline is not None and time.monotonic() >= deadline:
-                raise QueueJoinTimeout(f"queue {queue_name!r} did not drain within {timeout} ms")
-            time.sleep(pause)
-            pause = min(pause * 2, 0.05)
-        if fail_fast and self._failures.get(queue_name):
-            raise self._failures[queue_name].pop(0)
+    def _queue_busy(self, queue_name: str) -> bool:
+        return bool(self.qsize(queue_name))
 
     def flush(self, queue_name: str) -> None:
         """Delete every waiting, delayed and running message of ``queue_name``."""

@@ -11,7 +11,6 @@ import contextlib
 import json
 import os
 import threading
-import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 from urllib.parse import unquote, urlparse
@@ -23,7 +22,7 @@ from .broker import Broker
 from .common import current_millis
 from .counts import Tally
 from .db import Database
-from .errors import QueueJoinTimeout, QueueNotFound
+from .errors import QueueNotFound
 from .lease import SqliteConsumer, owner_prefix
 from .message import Message
 from .middleware.middleware import Middleware
@@ -89,7 +88,6 @@ class SqliteBroker(Broker):
         self.db = Database.shared(self.path, durable=durable)
         self.db.open()
         self._tx = threading.local()
-        self._failures: dict[str, list[BaseException]] = {}
         super().__init__(middleware)
 
     def __repr__(self) -> str:
@@ -165,10 +163,6 @@ class SqliteBroker(Broker):
                 raise QueueNotFound(f"queue {name!r} is not declared on this broker")
         return SqliteConsumer(self, names, prefetch=prefetch, timeout=timeout)
 
-    def record_failure(self, queue_name: str, exception: BaseException) -> None:
-        """Remember a dead-lettered message's exception for ``join(fail_fast=True)``."""
-        self._failures.setdefault(queue_name, []).append(exception)
-
     def release_process(self, pid: int) -> int:
         """Make the messages leased by process ``pid`` (which died) claimable at once."""
         prefix = owner_prefix(pid)
@@ -187,26 +181,8 @@ class SqliteBroker(Broker):
         return changed
 
     # -- joining, flushing, stats -------------------------------------------------------
-    def join(self, queue_name: str, *, timeout: int | None = None,
-             fail_fast: bool = False) -> None:
-        """Wait until ``queue_name`` has no ready, delayed or running messages.
-
-        With ``fail_fast``, re-raise the exception of a message of this queue that a
-        worker in this process dead-lettered.
-        """
-        if queue_name not in self.queues:
-            raise QueueNotFound(f"queue {queue_name!r} is not declared on this broker")
-        deadline = None if timeout is None else time.monotonic() + timeout / 1000
-        pause = 0.001
-        while self.db.read(q.QUEUE_BUSY, (queue_name,) * 3)[0][0]:
-            if fail_fast and self._failures.get(queue_name):
-                break
-            if deadline is not None and time.monotonic() >= deadline:
-                raise QueueJoinTimeout(f"queue {queue_name!r} did not drain within {timeout} ms")
-            time.sleep(pause)
-            pause = min(pause * 2, 0.05)
-        if fail_fast and self._failures.get(queue_name):
-            raise self._failures[queue_name].pop(0)
+    def _queue_busy(self, queue_name: str) -> bool:
+        return bool(self.db.read(q.QUEUE_BUSY, (queue_name,) * 3)[0][0])
 
     def flush(self, queue_name: str) -> None:
         """Delete every message of ``queue_name`` (ready, delayed and running)."""

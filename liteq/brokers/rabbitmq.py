@@ -107,7 +107,6 @@ class RabbitmqBroker(Broker):
         self._connections: set[Any] = set()
         self._declared: set[str] = set()
         self._consumers: weakref.WeakSet[RabbitmqConsumer] = weakref.WeakSet()
-        self._failures: dict[str, list[BaseException]] = {}
         self._properties: dict[int | None, pika.BasicProperties] = {}
         self._warned_priority = False
         self._closed = False
@@ -275,10 +274,6 @@ class RabbitmqBroker(Broker):
                 raise QueueNotFound(f"queue {name!r} is not declared on this broker")
         return RabbitmqConsumer(self, [q_name(n) for n in names], prefetch=prefetch,
                                 timeout=timeout)
-
-    def record_failure(self, queue_name: str, exception: BaseException) -> None:
-        """Remember a dead-lettered message's exception for ``join(fail_fast=True)``."""
-        self._failures.setdefault(queue_name, []).append(exception)
 
     # -- inspecting, joining, flushing ------------------------------------------------
     def get_queue_message_counts(self, queue_name: str) -> tuple[int, int, int]:
