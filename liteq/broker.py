@@ -148,6 +148,22 @@ class Consumer:
     timeout: int = 1000
 
 
+class BatchConsumer(Consumer):
+    """A consumer whose broker settles and claims in batches (``exchange``); the
+    one-message interface is built on it."""
+
+    def poll(self) -> MessageProxy | None:
+        received = self.exchange([], 1)
+        return received[0] if received else None
+
+    def ack(self, message: MessageProxy) -> None:
+        self.exchange([message], 0)
+
+    def nack(self, message: MessageProxy) -> None:
+        message.fail()
+        self.exchange([message], 0)
+
+
 class Broker:
     """Carries messages between actors and workers; subclasses store them somewhere."""
 

@@ -23,7 +23,7 @@ import apsw
 
 from . import counts
 from . import schema as q
-from .broker import Consumer, MessageProxy
+from .broker import BatchConsumer, MessageProxy
 from .common import current_millis
 from .counts import Tally
 from .errors import DecodeError
@@ -55,7 +55,7 @@ def failure_reason(proxy: MessageProxy) -> tuple[str, str | None]:
     return reason, trace
 
 
-class SqliteConsumer(Consumer):
+class SqliteConsumer(BatchConsumer):
     """Claims from ``queue_names`` of a SQLite broker; one per worker process."""
 
     def __init__(self, broker: SqliteBroker, queue_names: list[str], *, prefetch: int,
@@ -250,15 +250,7 @@ class SqliteConsumer(Consumer):
     # -- the one-message interface (``next(consumer)``, ``ack``, ``nack``) -----------------
     def poll(self) -> MessageProxy | None:
         self._dirty = True
-        received = self.exchange([], 1)
-        return received[0] if received else None
-
-    def ack(self, message: MessageProxy) -> None:
-        self.exchange([message], 0)
-
-    def nack(self, message: MessageProxy) -> None:
-        message.fail()
-        self.exchange([message], 0)
+        return super().poll()
 
     # -- shutdown ---------------------------------------------------------------------
     def requeue(self, messages: Iterable[MessageProxy]) -> None:

@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from .broker import Consumer, MessageProxy
+from .broker import BatchConsumer, MessageProxy
 from .common import current_millis, dq_name
 from .errors import ConnectionClosed, DecodeError
 from .message import Message
@@ -27,7 +27,7 @@ __all__ = ["MAX_PREFETCH", "RabbitmqConsumer"]
 MAX_PREFETCH = 65535
 
 
-class RabbitmqConsumer(Consumer):
+class RabbitmqConsumer(BatchConsumer):
     """Receives from several queues and their delay queues over one connection.
 
     Deliveries are pushed by RabbitMQ up to ``prefetch`` unacknowledged messages per
@@ -269,17 +269,6 @@ class RabbitmqConsumer(Consumer):
             self._lost(e)
             self._connect()
             return []
-
-    def poll(self) -> MessageProxy | None:
-        received = self.exchange([], 1)
-        return received[0] if received else None
-
-    def ack(self, message: MessageProxy) -> None:
-        self.exchange([message], 0)
-
-    def nack(self, message: MessageProxy) -> None:
-        message.fail()
-        self.exchange([message], 0)
 
     def wait(self, timeout: float) -> None:
         """Block in pika's event loop up to ``timeout`` s, a delivery, an ETA or a wakeup."""

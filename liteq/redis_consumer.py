@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 
-from .broker import Consumer, MessageProxy
+from .broker import BatchConsumer, MessageProxy
 from .common import current_millis, dq_name, q_name
 from .errors import DecodeError
 from .message import Message
@@ -28,7 +28,7 @@ MAX_HELD_DELAYED = 10000
 MAX_BLOCK = 1.0
 
 
-class RedisConsumer(Consumer):
+class RedisConsumer(BatchConsumer):
     """Fetches from several queues in batches; holds delayed messages until their ETA.
 
     Not thread-safe except :meth:`wakeup`. An idle consumer blocks (``BLPOP``) on the
@@ -128,10 +128,6 @@ class RedisConsumer(Consumer):
             else:
                 received.append(proxy)
         return received
-
-    def poll(self) -> MessageProxy | None:
-        got = self.exchange([], 1)
-        return got[0] if got else None
 
     def ack(self, message: MessageProxy) -> None:
         self.broker._call(["A", *message.handle], self.worker_id, "acknowledge")
