@@ -1,11 +1,13 @@
 """A worker process of ``liteq worker``: imports the task modules and runs a Worker.
 
 The supervisor starts it (forked, or spawned with ``use_spawn``); it imports the
-modules, builds their broker, emits ``after_process_boot``, starts a
-:class:`liteq.Worker` and tells the supervisor it is ready (or why it cannot run)
-through a pipe. It stops on SIGTERM, when the supervisor is gone, or after
-``max_tasks_per_child`` tasks (exit code :data:`EXIT_RECYCLE`). It ignores SIGINT and
-SIGHUP: a terminal's Ctrl-C reaches the whole process group, and the supervisor decides.
+modules, builds their broker, sends the supervisor the broker's ``release_info()``
+(how to release this process's messages should it die; ``None`` for a broker without
+one), emits ``after_process_boot``, starts a :class:`liteq.Worker` and tells the
+supervisor it is ready (or why it cannot run) through the same pipe. It stops on
+SIGTERM, when the supervisor is gone, or after ``max_tasks_per_child`` tasks (exit code
+:data:`EXIT_RECYCLE`). It ignores SIGINT and SIGHUP: a terminal's Ctrl-C reaches the
+whole process group, and the supervisor decides.
 """
 
 from __future__ import annotations
@@ -172,6 +174,13 @@ def _run_child(config: PoolConfig, conn: Any, deadlines: SharedDeadlines | None,
     if config.verbose:
         broker.add_middleware(_TaskLog())
 
+    # Before any message is claimed: how the supervisor releases ours if we die.
+    release_info = getattr(broker, "release_info", None)
+    try:
+        conn.send(("release", release_info() if callable(release_info) else None))
+    except Exception as e:  # noqa: BLE001 - the messages' leases lapse instead
+        logger.warning("cannot tell the supervisor how to release this process's messages "
+                       "(they will come back when their lease lapses): %s", e)
     worker = Worker(broker, queues=queues, worker_threads=config.threads,
                     worker_timeout=config.worker_timeout, prefetch=config.prefetch)
     try:
@@ -179,8 +188,7 @@ def _run_child(config: PoolConfig, conn: Any, deadlines: SharedDeadlines | None,
         worker.start()
     except (DatabaseError, BrokerConnectionError) as e:
         return fail(EXIT_BROKER, f"cannot use the broker {broker!r}: {e}")
-    conn.send(("ready", getattr(broker, "path", None) if getattr(broker, "is_sqlite", False)
-               else None))
+    conn.send(("ready",))
     logger.info("worker process ready: %d threads on %s, queues %s", config.threads,
                 broker, ", ".join(worker.queue_names))
 

@@ -3,10 +3,12 @@
 The supervisor never imports the task modules; each worker process does
 (:mod:`liteq.child`). The supervisor only watches:
 
-* a child that dies unexpectedly has its leases released at once
-  (``broker.release_process(pid)``: its messages are claimable again without
-  waiting for the lease to lapse) and is restarted, with a backoff when it keeps
-  crashing;
+* a child that dies unexpectedly has its messages released at once (claimable again
+  without waiting for a lease or a heartbeat to lapse) and is restarted, with a
+  backoff when it keeps crashing. Before it claims anything, each child sends its
+  broker's ``release_info()``, a small picklable recipe naming a module of liteq
+  (``liteq.store``, ``liteq.redis_compat``) whose ``release(info, pid)`` does it, so
+  that this module needs to know no broker;
 * a child that finished ``max_tasks_per_child`` tasks stops claiming, finishes what it
   holds and exits with :data:`~liteq.pool_config.EXIT_RECYCLE`; a fresh child takes
   its place;
@@ -31,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib
 import logging
 import math
 import multiprocessing
@@ -70,6 +73,7 @@ class _Child:
     deadlines: SharedDeadlines | None
     started: float
     ready_at: float | None = None
+    release_info: dict[str, Any] | None = None
     expected: str | None = None  # "stop", "reload", "hard-limit"
     error: tuple[int, str] | None = None
 
@@ -96,8 +100,7 @@ class Supervisor:
         self.exit_code = EXIT_OK
         #: The error that made the pool give up at boot (printed by the CLI).
         self.fatal: str | None = None
-        self.broker_path: str | None = None
-        self._release_broker: Any = None
+        self._tidied = False
         self._reported: set[str] = set()
         self._wake_r = self._wake_w = -1
         self._watcher: Watcher | None = None
@@ -177,7 +180,8 @@ class Supervisor:
             self._signal(child, signal.SIGKILL)
         for child in list(self.children.values()):
             child.process.join(5)
-            self._release(child.pid)
+            self._receive(child)
+            self._release(child)
         self.children.clear()
         return EXIT_KILLED
 
@@ -187,25 +191,26 @@ class Supervisor:
             os.kill(child.pid, signum)
 
     # -- leases of dead children ----------------------------------------------------------
-    def _release(self, pid: int) -> None:
-        """Make the messages leased by dead process ``pid`` claimable at once."""
-        if self.broker_path is None:
-            return
-        try:
-            if self._release_broker is None:
-                from .store import SqliteBroker
+    @staticmethod
+    def _broker_module(info: dict[str, Any]) -> Any:
+        """The liteq module that handles a child's release recipe ``info``."""
+        name = info.get("module")
+        if not isinstance(name, str) or not name.startswith("liteq."):
+            raise ValueError(f"no liteq broker module in the release recipe: {name!r}")
+        return importlib.import_module(name)
 
-                self._release_broker = SqliteBroker(self.broker_path, middleware=[])
-            released = self._release_broker.release_process(pid)
-        except Exception as e:
-            logger.warning("could not release the messages of process %d (their leases "
-                           "will lapse instead): %s", pid, e)
+    def _release(self, child: _Child) -> None:
+        """Make the messages held by dead ``child`` claimable at once."""
+        info = child.release_info
+        if info is None:
             return
-        finally:
-            # Never hold a connection across fork(): each use opens and closes it.
-            if self._release_broker is not None:
-                with contextlib.suppress(Exception):
-                    self._release_broker.db.close()
+        pid = child.pid
+        try:
+            released = self._broker_module(info).release(info, pid)
+        except Exception as e:
+            logger.warning("could not release the messages of process %d (they come back "
+                           "when their lease or heartbeat lapses instead): %s", pid, e)
+            return
         if released:
             logger.info("released %d message(s) held by process %d", released, pid)
 
@@ -214,11 +219,13 @@ class Supervisor:
         try:
             while child.conn.poll():
                 kind, *data = child.conn.recv()
-                if kind == "ready":
+                if kind == "release":
+                    child.release_info = data[0]
+                elif kind == "ready":
                     child.ready_at = time.monotonic()
-                    if self.broker_path is None and data[0]:
-                        self.broker_path = data[0]
-                        self._forget_stale_workers()
+                    if not self._tidied and child.release_info is not None:
+                        self._tidied = True
+                        self._forget_stale_workers(child.release_info)
                     if self.booting and all(c.ready_at for c in self.children.values()) \
                             and len(self.children) == self.config.processes:
                         self.booting = False
@@ -228,17 +235,14 @@ class Supervisor:
         except (EOFError, OSError):
             pass
 
-    def _forget_stale_workers(self) -> None:
+    def _forget_stale_workers(self, info: dict[str, Any]) -> None:
+        """Once, when the first child is ready: drop stale worker registry entries, for
+        brokers that keep a registry (their module has ``forget_stale_workers(info)``)."""
         with contextlib.suppress(Exception):
-            from .store import SqliteBroker
-
-            broker = SqliteBroker(self.broker_path, middleware=[])  # type: ignore[arg-type]
-            try:
-                forgotten = broker.forget_stale_workers()
-                if forgotten:
-                    logger.info("forgot %d stale worker registry entries", forgotten)
-            finally:
-                broker.db.close()
+            forget = getattr(self._broker_module(info), "forget_stale_workers", None)
+            forgotten = forget(info) if forget is not None else 0
+            if forgotten:
+                logger.info("forgot %d stale worker registry entries", forgotten)
 
     def _reap(self, child: _Child) -> None:
         self._receive(child)
@@ -246,7 +250,7 @@ class Supervisor:
         code = child.process.exitcode
         del self.children[child.slot]
         child.conn.close()
-        self._release(child.pid)
+        self._release(child)
         how = f"exit code {code}" if code is None or code >= 0 else \
             f"signal {signal.Signals(-code).name}"
         if self.stopping:

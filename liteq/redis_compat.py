@@ -12,15 +12,18 @@ Keys (``ns`` is the namespace, ``q`` a queue, ``id`` the ``redis_message_id`` op
 * ``ns:__heartbeats__``: worker ids scored by their last call. Maintenance (run on a
   ``maintenance_chance`` in a million calls, and by :meth:`RedisBroker.maintenance`)
   returns the unacknowledged messages of workers silent for ``heartbeat_timeout`` ms
-  to their queue and drops expired dead letters;
+  to their queue and drops expired dead letters. ``liteq worker``'s supervisor does not
+  wait for that: when a worker process dies it requeues that process's messages at
+  once (:meth:`RedisBroker.release_info`, :func:`release`,
+  :meth:`RedisBroker.release_workers`);
 * liteq's own additions, which Dramatiq ignores: ``ns:__liteq__.notify.<q>`` (a
   one-element list pushed on enqueue, on which idle liteq consumers block instead of
   polling) and ``ns:__liteq__.wake.<uuid>`` (a consumer's private wake-up list).
 
 Every change is one call of one Lua script (:mod:`liteq.redis_script`): a list of
 operations (enqueue, ack, nack, requeue, promote a due delayed message, fetch a batch
-over several queues, maintenance) run atomically, so that a worker acknowledges what it
-finished and claims its next batch in one round trip. The consumer is in
+over several queues, maintenance, release dead workers) run atomically, so that a worker
+acknowledges what it finished and claims its next batch in one round trip. The consumer is in
 :mod:`liteq.redis_consumer`, client building and credential scrubbing in
 :mod:`liteq.redis_connection`.
 """
@@ -36,6 +39,9 @@ from typing import Any, TypeVar
 
 try:
     import redis
+    import redis.connection
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry as RedisRetry
 except ImportError as e:  # pragma: no cover - depends on the environment
     raise ImportError(
         "RedisBroker needs redis-py; install it with: pip install 'liteq[redis]'"
@@ -81,7 +87,8 @@ class RedisBroker(Broker):
 
     Delivery is at least once: messages a worker fetched and did not acknowledge go
     back to their queue when it stops, or, if it dies, when maintenance finds its
-    heartbeat older than ``heartbeat_timeout`` ms. Dead letters expire after
+    heartbeat older than ``heartbeat_timeout`` ms (at once when it was a process of
+    ``liteq worker``, whose supervisor releases them). Dead letters expire after
     ``dead_message_ttl`` ms (7 days). Calls that fail to reach the server are retried
     ``connection_attempts`` times with a growing pause, then raise
     :class:`~liteq.errors.ConnectionFailed`; error messages and ``repr`` never show
@@ -234,6 +241,28 @@ class RedisBroker(Broker):
         self.ping()
         return RedisConsumer(self, names, prefetch=prefetch, timeout=timeout)
 
+    def release_workers(self, worker_ids: Iterable[str]) -> int:
+        """Requeue now the unacknowledged messages of workers known to be dead (on every
+        queue, delay queues included) and drop their heartbeats; returns how many."""
+        ids = list(worker_ids)
+        if not ids:
+            return 0
+        found = self._call(["W", len(ids), *ids], what="release the messages of dead workers")
+        return int(found[0]) if found else 0
+
+    def release_info(self) -> dict[str, Any]:
+        """What ``liteq worker``'s supervisor needs to release this process's messages
+        when it dies (see :func:`release`): picklable, and its ``repr`` shows no secret."""
+        pool = self.client.connection_pool
+        kwargs = {key: _Secret(value) if key in _SECRET_KEYS and isinstance(value, str)
+                  else value
+                  for key, value in pool.connection_kwargs.items()
+                  if value is None or isinstance(value, (str, int, float, bool))}
+        cls = pool.connection_class
+        return {"module": __name__, "namespace": self.namespace,
+                "connection_class": f"{cls.__module__}.{cls.__qualname__}",
+                "connection_kwargs": kwargs, "worker_ids": [self.broker_id]}
+
     def maintenance(self, queue_names: Iterable[str] | None = None) -> None:
         """Requeue the messages of dead workers and expire dead letters now."""
         names = list(queue_names) if queue_names is not None else sorted(self.queues)
@@ -297,3 +326,39 @@ class RedisBroker(Broker):
         """Disconnect from the server."""
         with contextlib.suppress(Exception):
             self.client.close()
+
+
+_SECRET_KEYS = ("password", "username")
+
+#: Seconds the supervisor waits on the server when releasing a dead child's messages.
+RELEASE_TIMEOUT = 5.0
+
+
+class _Secret(str):
+    """A credential in a release recipe: a ``str`` whose ``repr`` hides it."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "'***'"
+
+
+def release(info: dict[str, Any], pid: int) -> int:
+    """Requeue the messages held by dead process ``pid``, described by ``info`` (its
+    broker's :meth:`RedisBroker.release_info`); returns how many. Errors name no secret."""
+    module, _, name = info["connection_class"].rpartition(".")
+    if module != "redis.connection":
+        raise ValueError(f"unexpected Redis connection class {info['connection_class']!r}")
+    kwargs = {key: str(value) if isinstance(value, _Secret) else value
+              for key, value in info["connection_kwargs"].items()}
+    for key in ("socket_timeout", "socket_connect_timeout"):
+        kwargs[key] = min(kwargs.get(key) or RELEASE_TIMEOUT, RELEASE_TIMEOUT)
+    kwargs["retry"] = RedisRetry(NoBackoff(), 0)
+    pool = redis.ConnectionPool(connection_class=getattr(redis.connection, name), **kwargs)
+    broker = RedisBroker(client=redis.Redis(connection_pool=pool), middleware=[],
+                         namespace=info["namespace"], maintenance_chance=0,
+                         connection_attempts=2)
+    try:
+        return broker.release_workers(info["worker_ids"])
+    finally:
+        broker.close()

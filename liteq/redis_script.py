@@ -17,8 +17,9 @@ if TYPE_CHECKING:
 SCRIPT = r"""
 -- liteq dispatch: KEYS[1] = namespace; ARGV = now, worker id ('' for none),
 -- heartbeat timeout, dead message ttl, a reserved field, then a stream of operations
--- (E enqueue, A ack, N nack, R requeue, P promote, F fetch, M maintenance, C close,
--- X flush); returns (queue, id, body) triples for what F fetched.
+-- (E enqueue, A ack, N nack, R requeue, P promote, F fetch, M maintenance, W release
+-- dead workers, C close, X flush); returns (queue, id, body) triples for what F fetched
+-- (W, alone in a call, returns the number of messages it requeued instead).
 local ns = KEYS[1]
 local now = tonumber(ARGV[1])
 local worker = ARGV[2]
@@ -50,27 +51,42 @@ local function expire_dead(q)
   end
 end
 
+-- Return the messages worker w fetched from q and did not acknowledge to q; how many.
+local function requeue_acks(w, q)
+  local key = acks_of(w, q)
+  local ids = redis.call("smembers", key)
+  local msgs = ns .. ":" .. q .. ".msgs"
+  local moved = 0
+  for _, id in ipairs(ids) do
+    if redis.call("hexists", msgs, id) == 1 then
+      redis.call("rpush", ns .. ":" .. q, id)
+      moved = moved + 1
+    end
+  end
+  if #ids > 0 then redis.call("del", key) end
+  if moved > 0 then poke(q) end
+  return moved
+end
+
 local function maintenance(queues)
   local dead = redis.call("zrangebyscore", heartbeats, 0, now - heartbeat_timeout)
   for _, w in ipairs(dead) do
-    for _, q in ipairs(queues) do
-      local key = acks_of(w, q)
-      local ids = redis.call("smembers", key)
-      local msgs = ns .. ":" .. q .. ".msgs"
-      local moved = false
-      for _, id in ipairs(ids) do
-        if redis.call("hexists", msgs, id) == 1 then
-          redis.call("rpush", ns .. ":" .. q, id)
-          moved = true
-        end
-      end
-      if #ids > 0 then redis.call("del", key) end
-      if moved then poke(q) end
-    end
+    for _, q in ipairs(queues) do requeue_acks(w, q) end
     local left = redis.call("keys", glob_escape(ns .. ":__acks__." .. w) .. "*")
     if #left == 0 then redis.call("zrem", heartbeats, w) end
   end
   for _, q in ipairs(queues) do expire_dead(q) end
+end
+
+-- Worker w is known to be dead: requeue what it holds on every queue, forget it.
+local function release_worker(w)
+  local prefix = ns .. ":__acks__." .. w .. "."
+  local moved = 0
+  for _, key in ipairs(redis.call("keys", glob_escape(prefix) .. "*")) do
+    moved = moved + requeue_acks(w, string.sub(key, #prefix + 1))
+  end
+  redis.call("zrem", heartbeats, w)
+  return moved
 end
 
 local out = {}
@@ -159,6 +175,12 @@ while i <= n do
     local queues = {}
     for j = 1, count do queues[j] = ARGV[i + 1 + j] end
     maintenance(queues)
+    i = i + 2 + count
+  elseif op == "W" then  -- release dead workers now: count, worker ids...; adds a count
+    local count = tonumber(ARGV[i + 1])
+    local moved = 0
+    for j = 1, count do moved = moved + release_worker(ARGV[i + 1 + j]) end
+    out[#out + 1] = moved
     i = i + 2 + count
   elseif op == "C" then  -- closing consumer: count, queues...; forget it if it holds nothing
     local count = tonumber(ARGV[i + 1])

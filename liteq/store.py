@@ -2,7 +2,9 @@
 
 Enqueue is one short transaction (or part of the caller's own transaction on the
 same file); workers claim and acknowledge in batches through ``liteq.lease``. The
-SQL lives in ``liteq.schema`` next to the indexes that serve it.
+SQL lives in ``liteq.schema`` next to the indexes that serve it. :func:`release` and
+:func:`forget_stale_workers` are what ``liteq worker``'s supervisor calls with a
+child's :meth:`SqliteBroker.release_info`.
 """
 
 from __future__ import annotations
@@ -163,6 +165,11 @@ class SqliteBroker(Broker):
                 raise QueueNotFound(f"queue {name!r} is not declared on this broker")
         return SqliteConsumer(self, names, prefetch=prefetch, timeout=timeout)
 
+    def release_info(self) -> dict[str, Any]:
+        """What ``liteq worker``'s supervisor needs to release the messages of this
+        process when it dies (see :func:`release`)."""
+        return {"module": __name__, "path": self.path}
+
     def release_process(self, pid: int) -> int:
         """Make the messages leased by process ``pid`` (which died) claimable at once."""
         prefix = owner_prefix(pid)
@@ -267,3 +274,27 @@ class SqliteBroker(Broker):
 
     def close(self) -> None:
         self.db.close()
+
+
+def _open_for_supervisor(info: dict[str, Any]) -> SqliteBroker:
+    return SqliteBroker(info["path"], middleware=[])
+
+
+def release(info: dict[str, Any], pid: int) -> int:
+    """Release the leases of dead process ``pid`` on the file of ``info`` (a broker's
+    :meth:`SqliteBroker.release_info`); returns how many messages were released."""
+    broker = _open_for_supervisor(info)
+    try:
+        return broker.release_process(pid)
+    finally:
+        # Never hold a connection across fork(): each use opens and closes it.
+        broker.db.close()
+
+
+def forget_stale_workers(info: dict[str, Any]) -> int:
+    """Drop stale worker registry entries of the file of ``info`` (supervisor start)."""
+    broker = _open_for_supervisor(info)
+    try:
+        return broker.forget_stale_workers()
+    finally:
+        broker.db.close()
