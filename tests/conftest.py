@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -64,3 +65,31 @@ def redis_url() -> Iterator[str]:
 def rabbitmq_url() -> Iterator[str]:
     """A private RabbitMQ node on free ports of 127.0.0.1 for the whole test session."""
     yield from _server("rabbitmq")
+
+
+@pytest.fixture
+def ns(redis_url: str) -> Iterator[str]:
+    """A fresh Redis namespace; every key under it (and ``<ns>-*``) is deleted afterwards."""
+    import uuid
+
+    import redis
+
+    name = f"t{uuid.uuid4().hex[:12]}"
+    yield name
+    client = redis.Redis.from_url(redis_url)
+    try:
+        keys = list(client.scan_iter(match=f"{name}*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def r(redis_url: str) -> Iterator[Any]:
+    """A redis-py client on the session's Redis server."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()

@@ -9,8 +9,6 @@ from __future__ import annotations
 import os
 import signal
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,27 +20,6 @@ from liteq.message import Message
 
 redis = pytest.importorskip("redis")
 from liteq.redis_compat import RedisBroker, release  # noqa: E402
-
-
-@pytest.fixture
-def ns(redis_url: str) -> Iterator[str]:
-    """A fresh namespace whose keys are deleted afterwards."""
-    name = f"tpool{uuid.uuid4().hex[:12]}"
-    yield name
-    client = redis.Redis.from_url(redis_url)
-    try:
-        keys = list(client.scan_iter(match=f"{name}:*", count=1000))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
-
-
-@pytest.fixture
-def r(redis_url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_url)
-    yield client
-    client.close()
 
 
 def ack_sets(r: redis.Redis, ns: str) -> dict[str, int]:

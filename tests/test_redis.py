@@ -15,7 +15,6 @@ import sys
 import textwrap
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -35,25 +34,6 @@ ROOT = Path(__file__).resolve().parents[1]
 HAS_DRAMATIQ = importlib.util.find_spec("dramatiq") is not None
 
 
-@pytest.fixture
-def ns(redis_url: str) -> Iterator[str]:
-    """A fresh namespace; every key under it (and ``<ns>-*``) is deleted afterwards."""
-    name = f"t{uuid.uuid4().hex[:12]}"
-    yield name
-    client = redis.Redis.from_url(redis_url)
-    try:
-        keys = list(client.scan_iter(match=f"{name}*", count=1000))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
-
-
-@pytest.fixture
-def r(redis_url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_url)
-    yield client
-    client.close()
 
 
 @pytest.fixture
