@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import time
@@ -38,14 +39,18 @@ logger = logging.getLogger("liteq.broker")
 class MessageProxy:
     """A received message plus its delivery state (failure, exception, broker handle)."""
 
-    __slots__ = ("_message", "_exception", "failed", "handle", "options", "actor_name",
-                 "queue_name", "message_id", "args", "kwargs", "message_timestamp")
+    __slots__ = ("_message", "_exception", "failed", "handle", "lease_until", "options",
+                 "actor_name", "queue_name", "message_id", "args", "kwargs",
+                 "message_timestamp")
 
     def __init__(self, message: Message, handle: Any = None) -> None:
         self._message = message
         self._exception: BaseException | None = None
         self.failed = False
         self.handle = handle
+        #: Wall-clock ms until which the broker's lease on it can be trusted; a worker
+        #: never starts a message past it (brokers without leases leave it infinite).
+        self.lease_until: float = math.inf
         # The fields every hook reads, copied once rather than found by __getattr__.
         self.options = message.options
         self.actor_name = message.actor_name

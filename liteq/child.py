@@ -23,7 +23,8 @@ import threading
 import time
 from typing import Any
 
-from .hard_limit import SharedDeadlines, publish_deadlines
+from .board import RunningBoard
+from .hard_limit import publish_deadlines
 from .logs import setup_logging
 from .middleware.middleware import Middleware
 from .pool_config import EXIT_BROKER, EXIT_IMPORT, EXIT_KILLED, EXIT_OK, EXIT_RECYCLE, PoolConfig
@@ -95,12 +96,12 @@ def _set_parent_death_signal() -> None:
         libc.prctl(1, int(signal.SIGTERM), 0, 0, 0)  # PR_SET_PDEATHSIG
 
 
-def child_main(config: PoolConfig, conn: Any, deadlines: SharedDeadlines | None,
+def child_main(config: PoolConfig, conn: Any, board: RunningBoard,
                parent_pid: int) -> None:
     """Entry point of a worker process; never returns (exits with the pool's exit codes)."""
     code = EXIT_KILLED
     try:
-        code = _run_child(config, conn, deadlines, parent_pid)
+        code = _run_child(config, conn, board, parent_pid)
     except BaseException:  # noqa: BLE001 - a crash must still produce an exit code
         logger.exception("worker process crashed")
     finally:
@@ -111,7 +112,7 @@ def child_main(config: PoolConfig, conn: Any, deadlines: SharedDeadlines | None,
         os._exit(code)
 
 
-def _run_child(config: PoolConfig, conn: Any, deadlines: SharedDeadlines | None,
+def _run_child(config: PoolConfig, conn: Any, board: RunningBoard,
                parent_pid: int) -> int:
     # Signals arrive blocked (the supervisor blocks them around fork); install our own
     # handlers, then let them through.
@@ -169,8 +170,8 @@ def _run_child(config: PoolConfig, conn: Any, deadlines: SharedDeadlines | None,
     if config.max_tasks_per_child:
         recycle = _Recycle(config.max_tasks_per_child, wfd)
         broker.add_middleware(recycle)
-    if config.hard_time_limit and deadlines is not None:
-        publish_deadlines(broker, deadlines)
+    if config.hard_time_limit:
+        publish_deadlines(broker, board)
     if config.verbose:
         broker.add_middleware(_TaskLog())
 
@@ -182,7 +183,7 @@ def _run_child(config: PoolConfig, conn: Any, deadlines: SharedDeadlines | None,
         logger.warning("cannot tell the supervisor how to release this process's messages "
                        "(they will come back when their lease lapses): %s", e)
     worker = Worker(broker, queues=queues, worker_threads=config.threads,
-                    worker_timeout=config.worker_timeout, prefetch=config.prefetch)
+                    worker_timeout=config.worker_timeout, prefetch=config.prefetch, board=board)
     try:
         broker.emit_after("process_boot")
         worker.start()

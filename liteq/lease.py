@@ -3,9 +3,15 @@
 Every round trip is one ``BEGIN IMMEDIATE`` transaction on the process's single
 write connection that settles finished messages, does due maintenance (renew this
 consumer's leases, return lapsed leases of others to the queue) and claims the next
-batch. A claimed row carries a lease token: an ack or nack holding a stale token
-changes nothing. The delivery count rises at claim time, so a message that kills its
-worker every time is dead-lettered after ``max_deliveries`` deliveries.
+batch. Every lease time is computed from the clock read inside the transaction that
+writes it, so waiting for the write lock never shortens a lease. A claimed row carries
+a lease token: an ack or nack holding a stale token changes nothing, and a worker
+thread does not start a message whose lease it may no longer hold (``lease_until``).
+
+A batch claim counts no delivery. Rows a dead or hung worker was running come back as
+suspects (see ``liteq.schema``): this consumer claims a suspect only when it holds no
+other lease, runs it alone, and counts that delivery, so a message that kills its
+process is dead-lettered after ``max_deliveries`` solo deaths and nothing else is.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import apsw
 
-from . import counts
+from . import counts, lease_log
 from . import schema as q
 from .broker import BatchConsumer, MessageProxy
 from .common import current_millis
@@ -36,6 +42,12 @@ if TYPE_CHECKING:
 HOST = socket.gethostname()
 #: Seconds between two heartbeats of a consumer in the worker registry.
 HEARTBEAT_INTERVAL = 1.0
+
+
+def lease_margin(lease_ms: int) -> int:
+    """How long before its lease expires a worker stops trusting it (ms): covers the
+    time between the check and the start, and a commit that waited on a checkpoint."""
+    return min(max(50, lease_ms // 10), 2000)
 
 
 def owner_prefix(pid: int, host: str = HOST) -> str:
@@ -67,7 +79,11 @@ class SqliteConsumer(BatchConsumer):
         self.timeout = timeout
         self.owner = owner_prefix(os.getpid()) + secrets.token_hex(4)
         self.lease_ms = broker.lease_ms
-        self.leased = 0
+        self.margin = lease_margin(broker.lease_ms)
+        #: The leases this consumer holds, by row id: claimed, not yet settled or returned.
+        self.held: dict[int, MessageProxy] = {}
+        #: The row id of a suspect held alone; nothing else is claimed meanwhile.
+        self._solo: int | None = None
         self._rotation = 0
         self._dirty = True
         self._snapshot: tuple[int, int] = (-1, -1)
@@ -107,66 +123,92 @@ class SqliteConsumer(BatchConsumer):
         self.waiter.wakeup()
 
     def _maintenance_at(self) -> float:
-        renew = self._renew_at if self.leased else float("inf")
+        renew = self._renew_at if self.held else float("inf")
         return min(renew, self._reap_at, self._expire_at, self._beat_at)
 
     # -- the round trip ---------------------------------------------------------------
     def exchange(self, done: list[MessageProxy], want: int) -> list[MessageProxy]:
-        now_ms = current_millis()
-        due = self._next_eta is not None and self._next_eta <= now_ms
+        due = self._next_eta is not None and self._next_eta <= current_millis()
         claim = want > 0 and (self._dirty or due) and time.monotonic() >= self._hold_until
         if not done and not claim and time.monotonic() < self._maintenance_at():
             return []
-        rows = self.db.write(self._round_trip, done, want if claim else 0, now_ms)
-        self.leased += len(rows) - len(done)
+        trip = self.db.write(self._round_trip, done, want if claim else 0)
+        for proxy in done:
+            self._forget(proxy.handle[0])
+        if trip.renewed is not None:
+            self._renewed(trip.renewed, trip.now_ms)
         if done:
             self._record_failures(done)
-        return self._decode(rows)
+        received = self._decode(trip.rows, trip.now_ms)
+        if trip.solo and received:
+            self._solo = received[0].handle[0]
+        return received
 
-    def _round_trip(self, conn: apsw.Connection, done: list[MessageProxy], want: int,
-                    now_ms: int) -> list[tuple]:
+    def _round_trip(self, conn: apsw.Connection, done: list[MessageProxy], want: int
+                    ) -> _Trip:
+        # Read inside the transaction: after the write lock was granted, on every retry.
+        trip = _Trip(current_millis())
         if time.monotonic() >= self._beat_at:
             counts.fold(conn)
         tally = Tally(counts.watermark(conn))
         if done:
-            self._settle(conn, done, now_ms, tally.watermark)
-        self._maintain(conn, now_ms, tally)
-        rows = self._claim(conn, want, now_ms, tally) if want else []
+            self._settle(conn, done, trip.now_ms, tally.watermark)
+        trip.renewed = self._maintain(conn, trip.now_ms, tally, done)
+        if want:
+            self._claim(conn, trip, want, tally, holding=len(self.held) - len(done))
         tally.apply(conn)
-        return rows
+        return trip
 
-    def _claim(self, conn: apsw.Connection, want: int, now_ms: int, tally: Tally
-               ) -> list[tuple]:
+    def _claim(self, conn: apsw.Connection, trip: _Trip, want: int, tally: Tally,
+               holding: int) -> None:
+        now_ms = trip.now_ms
         self._snapshot = self._version(conn)
         tally.moved(conn.execute(q.PROMOTE_DUE, (now_ms,)).fetchall(), ready=1, delayed=-1)
+        token = secrets.randbits(62)
+        expires = now_ms + self.lease_ms
+        if self._solo is not None:
+            self._dirty = True
+            return
+        suspect = self._first_suspect(conn, now_ms, tally)
+        if suspect is not None:
+            # A suspect runs alone: claim nothing more until this process holds no lease.
+            self._dirty = True
+            if holding == 0:
+                row_id, body, name = suspect
+                conn.execute(q.SOLO_LEASE, (token, expires, self.owner, row_id))
+                tally.move(row_id, name, ready=-1)
+                trip.rows, trip.solo = [(row_id, token, body, name)], True
+            return
         rows: list[tuple] = []
         names = self.queue_names
-        start = self._rotation = (self._rotation + 1) % len(names)
+        start = self._rotation = (self._rotation + 1) % max(len(names), 1)
         for name in names[start:] + names[:start]:
             if len(rows) >= want:
                 break
-            for row in conn.execute(q.CLAIM, (name, want - len(rows))):
-                rows.append((*row, name))
-                tally.move(row[0], name, ready=-1)
+            for row_id, body in conn.execute(q.CLAIM, (name, want - len(rows))):
+                rows.append((row_id, token, body, name))
+                tally.move(row_id, name, ready=-1)
         self._dirty = len(rows) >= want
         if not self._dirty:
             self._next_eta = conn.execute(q.NEXT_ETA).fetchone()[0]
             self._hold_until = time.monotonic() + self.broker.batch_window_ms / 1000
-        return self._lease(conn, rows, now_ms, tally.watermark)
+        conn.executemany(q.LEASE, [(token, expires, self.owner, row[0]) for row in rows])
+        trip.rows = rows
 
-    def _lease(self, conn: apsw.Connection, rows: list[tuple], now_ms: int, mark: int
-               ) -> list[tuple]:
-        token = secrets.randbits(62)
-        expires = now_ms + self.lease_ms
-        leased, exhausted = [], []
-        for row in rows:
-            (exhausted if row[2] >= self.broker.max_deliveries else leased).append(row)
-        for row_id, body, deliveries, priority, name in exhausted:
-            self._dead_letter_row(conn, mark, row_id, name, body, priority, deliveries, now_ms,
-                                  f"delivered {deliveries} times without being acknowledged "
-                                  "(the worker died or hung every time)")
-        conn.executemany(q.LEASE, [(token, expires, self.owner, row[0]) for row in leased])
-        return [(row_id, token, body, name) for row_id, body, _, _, name in leased]
+    def _first_suspect(self, conn: apsw.Connection, now_ms: int, tally: Tally
+                       ) -> tuple[int, bytes, str] | None:
+        """The first suspect of this consumer's queues; exhausted ones are dead-lettered."""
+        for name in self.queue_names:
+            for row_id, body, deliveries, priority in conn.execute(
+                    q.CLAIM_SUSPECTS, (name,)).fetchall():
+                if deliveries < self.broker.max_deliveries:
+                    return row_id, body, name
+                tally.move(row_id, name, ready=-1)
+                self._dead_letter_row(
+                    conn, tally.watermark, row_id, name, body, priority, deliveries, now_ms,
+                    f"delivered {deliveries} times without being acknowledged: its worker "
+                    "died or hung every time it ran it alone")
+        return None
 
     def _settle(self, conn: apsw.Connection, done: list[MessageProxy], now_ms: int,
                 mark: int) -> None:
@@ -184,10 +226,16 @@ class SqliteConsumer(BatchConsumer):
                 per_queue.setdefault(name, [0, 0])[proxy.failed] += 1
         conn.executemany(q.COUNT_DONE, [(ok, bad, name) for name, (ok, bad) in per_queue.items()])
 
-    def _maintain(self, conn: apsw.Connection, now_ms: int, tally: Tally) -> None:
+    def _maintain(self, conn: apsw.Connection, now_ms: int, tally: Tally,
+                  done: list[MessageProxy]) -> list[int] | None:
+        """Due maintenance; returns the row ids whose lease was renewed, if it renewed."""
         now = time.monotonic()
-        if self.leased and now >= self._renew_at:
-            conn.execute(q.RENEW_LEASES, (now_ms + self.lease_ms, self.owner))
+        renewed = None
+        if self.held and now >= self._renew_at:
+            settled = {p.handle[0] for p in done}
+            ids = [row_id for row_id in self.held if row_id not in settled]
+            renewed = [row[0] for row in conn.execute(
+                q.RENEW_LEASES, (now_ms + self.lease_ms, self.owner, json.dumps(ids)))]
             self._renew_at = now + self.lease_ms / 3000
         if now >= self._reap_at:
             lapsed = conn.execute(q.REAP_LAPSED, (now_ms,)).fetchall()
@@ -206,6 +254,24 @@ class SqliteConsumer(BatchConsumer):
         if now >= self._expire_at:
             conn.execute(q.EXPIRE_DEAD, (now_ms - self.broker.dead_letter_ttl,))
             self._expire_at = now + 3600
+        return renewed
+
+    def _renewed(self, renewed: list[int], now_ms: int) -> None:
+        """Trust the renewed leases until ``now_ms`` + lease − margin; the others of
+        ``held`` were reaped (this process was stopped or starved): never start them."""
+        until = now_ms + self.lease_ms - self.margin
+        kept = set(renewed)
+        for row_id, proxy in self.held.items():
+            proxy.lease_until = until if row_id in kept else 0
+        if lease_log.enabled:
+            lease_log.leases([p for i, p in self.held.items() if i in kept],
+                             now_ms + self.lease_ms)
+
+    def _forget(self, row_id: int) -> None:
+        """This consumer no longer holds row ``row_id`` (settled or handed back)."""
+        self.held.pop(row_id, None)
+        if row_id == self._solo:
+            self._solo = None
 
     def _dead_letter_row(self, conn: apsw.Connection, mark: int, row_id: int, name: str,
                          body: bytes, priority: int, deliveries: int, now_ms: int,
@@ -219,17 +285,25 @@ class SqliteConsumer(BatchConsumer):
                                           reason, None, deliveries, now_ms))
         counts.remove(conn, mark, row_id)
 
-    def _decode(self, rows: list[tuple]) -> list[MessageProxy]:
+    def _decode(self, rows: list[tuple], now_ms: int) -> list[MessageProxy]:
+        """Proxies of claimed rows, trusted until ``now_ms`` + lease − margin."""
         proxies, bad = [], []
         decode = Message.decode
+        held = self.held
+        until = now_ms + self.lease_ms - self.margin
         for row_id, token, body, name in rows:
             try:
-                proxies.append(MessageProxy(decode(body), (row_id, token, name)))
+                proxy = MessageProxy(decode(body), (row_id, token, name))
             except DecodeError as e:
                 bad.append((row_id, token, body, name, str(e)))
+                continue
+            proxy.lease_until = until
+            held[row_id] = proxy
+            proxies.append(proxy)
         if bad:
             self.db.write(self._dead_letter_undecodable, bad, current_millis())
-            self.leased -= len(bad)
+        if lease_log.enabled and proxies:
+            lease_log.leases(proxies, now_ms + self.lease_ms)
         return proxies
 
     def _dead_letter_undecodable(self, conn: apsw.Connection, bad: list[tuple],
@@ -258,7 +332,8 @@ class SqliteConsumer(BatchConsumer):
         params = [(p.handle[0], p.handle[1]) for p in messages]
         if params:
             self.db.write(return_unstarted, params)
-            self.leased -= len(params)
+            for row_id, _ in params:
+                self._forget(row_id)
 
     def close(self) -> None:
         """Leave the worker registry and release the wake-up resources."""
@@ -266,8 +341,20 @@ class SqliteConsumer(BatchConsumer):
         self.waiter.close()
 
 
+class _Trip:
+    """What one round trip did: its clock, the rows it claimed, the leases it renewed."""
+
+    __slots__ = ("now_ms", "rows", "renewed", "solo")
+
+    def __init__(self, now_ms: int) -> None:
+        self.now_ms = now_ms
+        self.rows: list[tuple] = []
+        self.renewed: list[int] | None = None
+        self.solo = False
+
+
 def return_unstarted(conn: apsw.Connection, params: list[tuple[int, int]]) -> None:
-    """Make leased rows (id, token) ready again without counting a delivery."""
+    """Make leased rows (id, token) ready again; a suspect gives back its delivery."""
     tally = Tally(counts.watermark(conn))
     for row_id, token in params:
         tally.moved(conn.execute(q.RETURN_UNSTARTED, (row_id, token)).fetchall(), ready=1)

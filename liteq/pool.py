@@ -7,17 +7,20 @@ The supervisor never imports the task modules; each worker process does
   without waiting for a lease or a heartbeat to lapse) and is restarted, with a
   backoff when it keeps crashing. Before it claims anything, each child sends its
   broker's ``release_info()``, a small picklable recipe naming a module of liteq
-  (``liteq.store``, ``liteq.redis_compat``) whose ``release(info, pid)`` does it, so
-  that this module needs to know no broker;
+  (``liteq.store``, ``liteq.redis_compat``) whose ``release(info, pid, running, overran)`` does
+  it, so that this module needs to know no broker. ``running`` are the ids of the
+  messages the child was running when it died, read off its
+  :class:`~liteq.board.RunningBoard`: on SQLite they become suspects that run alone,
+  while the messages it had only prefetched run normally;
 * a child that finished ``max_tasks_per_child`` tasks stops claiming, finishes what it
   holds and exits with :data:`~liteq.pool_config.EXIT_RECYCLE`; a fresh child takes
   its place;
 * with ``hard_time_limit``, a child whose task is stuck past its time limit where
   Python cannot interrupt it is SIGKILLed, its leases released and a replacement
-  started (:mod:`liteq.hard_limit`). The overrunning message was counted as a
-  delivery when it was claimed, so it is redelivered and, after the broker's
-  ``max_deliveries`` deliveries, dead-lettered with the reason "delivered N times
-  without being acknowledged" — the same path as a message that crashes its worker.
+  started (:mod:`liteq.hard_limit`). The overrunning message is counted as a delivery
+  (``overran``) and comes back as a suspect that runs alone; after the broker's
+  ``max_deliveries`` it is dead-lettered with the reason "delivered N times without
+  being acknowledged" — the same path as a message that crashes its worker.
   (Retries' ``max_retries`` and backoff do not apply to it: the child cannot run
   middleware while stuck, and the supervisor does not import the actors.)
 
@@ -43,9 +46,10 @@ import signal
 import time
 from typing import Any
 
+from .board import RunningBoard
 from .child import child_main
 from .errors import PidFileError
-from .hard_limit import HARD_LIMIT_CHECK, SharedDeadlines, check_deadlines
+from .hard_limit import HARD_LIMIT_CHECK, check_deadlines
 from .pidfile import remove_pid_file, write_pid_file
 from .pool_config import (
     EXIT_BROKER,
@@ -70,11 +74,12 @@ class _Child:
     slot: int
     process: Any
     conn: Any
-    deadlines: SharedDeadlines | None
+    board: RunningBoard
     started: float
     ready_at: float | None = None
     release_info: dict[str, Any] | None = None
     expected: str | None = None  # "stop", "reload", "hard-limit"
+    overran: str | None = None  # the message a hard time limit killed it for
     error: tuple[int, str] | None = None
 
     @property
@@ -109,11 +114,10 @@ class Supervisor:
     def _start(self, slot: int) -> None:
         ctx = self.context
         reader, writer = ctx.Pipe(duplex=False)
-        deadlines = SharedDeadlines(ctx, self.config.threads) if self.config.hard_time_limit \
-            else None
+        board = RunningBoard(ctx, self.config.threads)
         process = ctx.Process(
             target=child_main, name=f"liteq-worker-{slot}",
-            args=(self.config, writer, deadlines, os.getpid()),
+            args=(self.config, writer, board, os.getpid()),
         )
         previous = block_signals(getattr(signal, "SIG_BLOCK", 0), POOL_SIGNALS)
         try:
@@ -121,7 +125,7 @@ class Supervisor:
         finally:
             block_signals(getattr(signal, "SIG_SETMASK", 2), previous)
         writer.close()
-        child = _Child(slot, process, reader, deadlines, time.monotonic())
+        child = _Child(slot, process, reader, board, time.monotonic())
         self.children[slot] = child
         logger.debug("started worker process %d (slot %d)", process.pid, slot)
 
@@ -206,7 +210,9 @@ class Supervisor:
             return
         pid = child.pid
         try:
-            released = self._broker_module(info).release(info, pid)
+            overran = [child.overran] if child.overran else []
+            released = self._broker_module(info).release(info, pid, child.board.running(),
+                                                          overran)
         except Exception as e:
             logger.warning("could not release the messages of process %d (they come back "
                            "when their lease or heartbeat lapses instead): %s", pid, e)
@@ -294,10 +300,12 @@ class Supervisor:
 
     def _check_deadlines(self, now: float) -> None:
         for child in self.children.values():
-            if child.deadlines is None or child.expected is not None:
+            if not self.config.hard_time_limit or child.expected is not None:
                 continue
-            if check_deadlines(child.deadlines, child.pid, now):
+            overran = check_deadlines(child.board, child.pid, now)
+            if overran is not None:
                 child.expected = "hard-limit"
+                child.overran = overran
                 self._signal(child, signal.SIGKILL)
 
     # -- the loop ---------------------------------------------------------------------------

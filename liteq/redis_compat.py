@@ -343,9 +343,12 @@ class _Secret(str):
         return "'***'"
 
 
-def release(info: dict[str, Any], pid: int) -> int:
+def release(info: dict[str, Any], pid: int, running: Iterable[str] | None = None,
+            overran: Iterable[str] = ()) -> int:
     """Requeue the messages held by dead process ``pid``, described by ``info`` (its
-    broker's :meth:`RedisBroker.release_info`); returns how many. Errors name no secret."""
+    broker's :meth:`RedisBroker.release_info`); returns how many. Errors name no secret.
+    Redis keeps neither suspects nor delivery counts: ``running`` and ``overran`` (what
+    the process was running, what a hard time limit killed it for) are not used."""
     module, _, name = info["connection_class"].rpartition(".")
     if module != "redis.connection":
         raise ValueError(f"unexpected Redis connection class {info['connection_class']!r}")

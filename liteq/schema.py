@@ -4,6 +4,12 @@ States of a row in ``liteq_messages``: READY rows sit in the ready index in clai
 order; DELAYED rows (ETA in the future) sit only in the delayed index, so that
 future rows never slow a claim; LEASED rows are held by a worker until acked,
 nacked, or their lease lapses.
+
+A SUSPECT row (``suspect = 1``, state READY) was running when its worker died or hung
+(or, when nobody knows what ran, was leased by it). A consumer claims a suspect only
+alone: with nothing else leased in its process, one at a time, and only such a solo
+claim counts a delivery, so a message that kills its process is dead-lettered after
+``max_deliveries`` deaths while the innocent messages around it run normally.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ READY, DELAYED, LEASED, TOMBSTONE = 0, 1, 2, 3
 
 #: ``PRAGMA application_id`` of a liteq database ("lteq").
 APPLICATION_ID = 0x6C746571
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 MIGRATIONS: dict[int, str] = {
     1: f"""
@@ -104,6 +110,12 @@ MIGRATIONS: dict[int, str] = {
     );
     CREATE INDEX liteq_rate_limits_expires_at ON liteq_rate_limits (expires_at);
     """,
+    2: f"""
+    ALTER TABLE liteq_messages ADD COLUMN suspect INTEGER NOT NULL DEFAULT 0;
+    -- CLAIM_SUSPECT: the few rows a dead or hung worker was running, claimed one at a time.
+    CREATE INDEX liteq_messages_suspect
+        ON liteq_messages (queue, priority DESC, eta, id) WHERE suspect = 1 AND state = {READY};
+    """,
 }
 
 # --- enqueue -------------------------------------------------------------------------
@@ -119,10 +131,21 @@ PROMOTE_DUE = (
     " RETURNING id, queue"
 )
 CLAIM = (
-    f"SELECT id, body, deliveries, priority FROM liteq_messages INDEXED BY liteq_messages_ready"
-    f" WHERE queue = ? AND state = {READY} ORDER BY priority DESC, eta, id LIMIT ?"
+    f"SELECT id, body FROM liteq_messages INDEXED BY liteq_messages_ready"
+    f" WHERE queue = ? AND state = {READY} AND suspect = 0 ORDER BY priority DESC, eta, id"
+    " LIMIT ?"
 )
+# A batch claim counts no delivery: only a suspect claimed alone does (SOLO_LEASE).
 LEASE = (
+    f"UPDATE liteq_messages SET state = {LEASED}, lease_token = ?, lease_expires_at = ?,"
+    " owner = ? WHERE id = ?"
+)
+# --- suspects (served by liteq_messages_suspect) ---------------------------------------
+CLAIM_SUSPECTS = (
+    f"SELECT id, body, deliveries, priority FROM liteq_messages INDEXED BY liteq_messages_suspect"
+    f" WHERE queue = ? AND suspect = 1 AND state = {READY} ORDER BY priority DESC, eta, id"
+)
+SOLO_LEASE = (
     f"UPDATE liteq_messages SET state = {LEASED}, lease_token = ?, lease_expires_at = ?,"
     " deliveries = deliveries + 1, owner = ? WHERE id = ?"
 )
@@ -137,9 +160,10 @@ DEAD_LETTER_LEASED = (
     " WHERE id = ? AND lease_token = ?"
 )
 COUNT_DONE = "UPDATE liteq_queues SET done = done + ?, failed = failed + ? WHERE queue = ?"
+# A suspect claimed alone counted a delivery that never started: take it back.
 RETURN_UNSTARTED = (
     f"UPDATE liteq_messages SET state = {READY}, lease_token = NULL, lease_expires_at = NULL,"
-    " owner = NULL, deliveries = deliveries - 1 WHERE id = ? AND lease_token = ?"
+    " owner = NULL, deliveries = deliveries - suspect WHERE id = ? AND lease_token = ?"
     " RETURNING id, queue"
 )
 
@@ -175,17 +199,31 @@ DROP_TOMBSTONES = f"DELETE FROM liteq_messages WHERE state = {TOMBSTONE} AND id 
 CLEAR_COUNTS = "UPDATE liteq_queues SET ready = 0, delayed = 0 WHERE (?1 IS NULL OR queue = ?1)"
 
 # --- leases (served by liteq_messages_leased) ------------------------------------------
+# Renews only the leases a consumer still holds (ids it has in memory, JSON array) and
+# returns those it renewed: one it no longer holds was reaped and may be someone else's.
 RENEW_LEASES = (
-    f"UPDATE liteq_messages SET lease_expires_at = ? WHERE state = {LEASED}"
-    " AND lease_expires_at IS NOT NULL AND owner = ?"
+    f"UPDATE liteq_messages SET lease_expires_at = ?1 WHERE state = {LEASED} AND owner = ?2"
+    " AND id IN (SELECT value FROM json_each(?3)) RETURNING id"
 )
+# A lapsed lease: its worker died or hung, and nobody knows what it was running.
 REAP_LAPSED = (
     f"UPDATE liteq_messages SET state = {READY}, lease_token = NULL, lease_expires_at = NULL,"
-    f" owner = NULL WHERE state = {LEASED} AND lease_expires_at < ? RETURNING id, queue"
+    f" owner = NULL, suspect = 1 WHERE state = {LEASED} AND lease_expires_at < ?"
+    " RETURNING id, queue"
 )
+# A dead process's leases: the messages it was running (?2, a JSON array of message ids;
+# NULL when unknown, then all of them) become suspects; the others never started, so
+# they are plain ready rows again (a suspect claimed alone but never started gives its
+# delivery back). The messages that ``overran`` a hard time limit (?3) count a delivery
+# even in a batch (alone, their solo claim counted it).
 RELEASE_OWNER = (
     f"UPDATE liteq_messages SET state = {READY}, lease_token = NULL, lease_expires_at = NULL,"
-    f" owner = NULL WHERE state = {LEASED} AND lease_expires_at IS NOT NULL"
+    " owner = NULL,"
+    " suspect = ?2 IS NULL OR suspect OR message_id IN (SELECT value FROM json_each(?2)),"
+    " deliveries = deliveries - (suspect AND ?2 IS NOT NULL"
+    " AND message_id NOT IN (SELECT value FROM json_each(?2)))"
+    " + (NOT suspect AND message_id IN (SELECT value FROM json_each(?3)))"
+    f" WHERE state = {LEASED} AND lease_expires_at IS NOT NULL"
     " AND substr(owner, 1, length(?1)) = ?1 RETURNING id, queue"
 )
 

@@ -170,13 +170,22 @@ class SqliteBroker(Broker):
         process when it dies (see :func:`release`)."""
         return {"module": __name__, "path": self.path}
 
-    def release_process(self, pid: int) -> int:
-        """Make the messages leased by process ``pid`` (which died) claimable at once."""
+    def release_process(self, pid: int, running: Iterable[str] | None = None,
+                        overran: Iterable[str] = ()) -> int:
+        """Make the messages leased by process ``pid`` (which died) claimable at once.
+
+        Those it was ``running`` (message ids; all of them when ``None``, unknown) become
+        suspects that run alone; the others never started, so they run normally. Those
+        that ``overran`` a hard time limit count a delivery.
+        """
         prefix = owner_prefix(pid)
+        running_json = None if running is None else json.dumps(list(running))
+        overran_json = json.dumps(list(overran))
 
         def release(conn: Any) -> int:
             tally = Tally(counts.watermark(conn))
-            released = conn.execute(q.RELEASE_OWNER, (prefix,)).fetchall()
+            released = conn.execute(q.RELEASE_OWNER,
+                                    (prefix, running_json, overran_json)).fetchall()
             tally.moved(released, ready=1)
             tally.apply(conn)
             conn.execute(q.UNREGISTER_PROCESS, (prefix,))
@@ -280,12 +289,14 @@ def _open_for_supervisor(info: dict[str, Any]) -> SqliteBroker:
     return SqliteBroker(info["path"], middleware=[])
 
 
-def release(info: dict[str, Any], pid: int) -> int:
+def release(info: dict[str, Any], pid: int, running: Iterable[str] | None = None,
+            overran: Iterable[str] = ()) -> int:
     """Release the leases of dead process ``pid`` on the file of ``info`` (a broker's
-    :meth:`SqliteBroker.release_info`); returns how many messages were released."""
+    :meth:`SqliteBroker.release_info`); see :meth:`SqliteBroker.release_process`.
+    Returns how many messages were released."""
     broker = _open_for_supervisor(info)
     try:
-        return broker.release_process(pid)
+        return broker.release_process(pid, running, overran)
     finally:
         # Never hold a connection across fork(): each use opens and closes it.
         broker.db.close()

@@ -12,6 +12,7 @@ thread-safe queue, and hooks are dispatched only to middleware that implement th
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -19,9 +20,12 @@ from queue import Empty, SimpleQueue
 from time import perf_counter
 from typing import Any
 
+from . import lease_log
 from .activity import Activity
 from .asyncio import EventLoopThread, get_event_loop_thread, set_event_loop_thread
+from .board import RunningBoard
 from .broker import Broker, Consumer, MessageProxy
+from .common import current_millis
 from .errors import ActorNotFound, Interrupt, RateLimitExceeded, Retry, SkipMessage
 
 logger = logging.getLogger("liteq.worker")
@@ -44,6 +48,7 @@ class Worker:
         worker_timeout: int = 1000,
         worker_threads: int = 8,
         prefetch: int | None = None,
+        board: RunningBoard | None = None,
     ) -> None:
         if worker_threads < 1:
             raise ValueError("worker_threads must be at least 1")
@@ -56,6 +61,10 @@ class Worker:
         self.consumer: Consumer | None = None
         self.work: SimpleQueue[Any] = SimpleQueue()
         self.done: SimpleQueue[MessageProxy] = SimpleQueue()
+        #: Messages a worker thread did not start because their lease had lapsed.
+        self.lapsed: SimpleQueue[MessageProxy] = SimpleQueue()
+        #: Where a pool child publishes what each thread runs (``liteq.board``).
+        self.board = board
         self.threads: list[WorkerThread] = []
         self.consumer_thread: ConsumerThread | None = None
         self._own_loop: EventLoopThread | None = None
@@ -146,7 +155,19 @@ class ConsumerThread(threading.Thread):
             while True:
                 done.append(get())
         except Empty:
-            return done
+            pass
+        if not self.worker.lapsed.empty():
+            self._hand_back_lapsed()
+        return done
+
+    def _hand_back_lapsed(self) -> None:
+        """Give back, by id and token, messages whose lease lapsed before they started."""
+        lapsed = []
+        with contextlib.suppress(Empty):
+            while True:
+                lapsed.append(self.worker.lapsed.get_nowait())
+        self.consumer.requeue(lapsed)
+        self.outstanding -= len(lapsed)
 
     def run(self) -> None:
         broker = self.worker.broker
@@ -261,6 +282,7 @@ class WorkerThread(threading.Thread):
     def __init__(self, worker: Worker, index: int) -> None:
         super().__init__(name=f"liteq-worker-{index}", daemon=True)
         self.worker = worker
+        self.index = index
         self.current: Any = None
 
     def run(self) -> None:
@@ -273,6 +295,9 @@ class WorkerThread(threading.Thread):
                 proxy = get()
                 if proxy is _STOP:
                     return
+                if proxy.lease_until < current_millis():
+                    self._hand_back(proxy)
+                    continue
                 try:
                     process(proxy)
                 except Interrupt:
@@ -280,9 +305,24 @@ class WorkerThread(threading.Thread):
         finally:
             broker.emit_before("worker_thread_shutdown", self)
 
+    def _hand_back(self, proxy: MessageProxy) -> None:
+        """Do not start ``proxy``: another worker may hold its lease by now."""
+        logger.warning("not starting message %s: its lease lapsed before it could start "
+                       "(was this process stopped or starved?); handing it back",
+                       proxy.message_id)
+        self.worker.lapsed.put(proxy)
+        consumer_thread = self.worker.consumer_thread
+        if consumer_thread is not None:
+            consumer_thread.nudge()
+
     def process_message(self, proxy: MessageProxy) -> None:
         broker = self.worker.broker
+        board = self.worker.board
         self.current = proxy._message
+        if board is not None:
+            board.start(self.index, proxy.message_id)
+        if lease_log.enabled:
+            lease_log.run("start", proxy)
         try:
             actor = broker.actors.get(proxy._message.actor_name)
             if actor is None:
@@ -316,6 +356,10 @@ class WorkerThread(threading.Thread):
             proxy.stuff_exception(exc)
             broker.emit_after("process_message", proxy, exception=exc)
         finally:
+            if lease_log.enabled:
+                lease_log.run("end", proxy)
+            if board is not None:
+                board.finish(self.index)
             self.current = None
             self.worker.processed += 1
             self.worker.done.put(proxy)

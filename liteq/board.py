@@ -1,0 +1,54 @@
+"""What each worker thread of a pool child runs now, in shared memory the supervisor reads.
+
+Per thread: the id of the message it is running (empty when idle) and, under
+``--hard-time-limit``, the moment by which that run must be over. When a child dies,
+the supervisor releases its messages knowing which ones were running (suspects, see
+``liteq.schema``) and which were only prefetched (innocent: they never started).
+Memory writes only: publishing costs a worker thread no system call.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+ID_WIDTH = 36
+
+
+class RunningBoard:
+    """Built by the supervisor before it starts a child, which inherits (fork) or
+    receives (spawn) the shared memory."""
+
+    def __init__(self, context: Any, threads: int) -> None:
+        self.deadlines = context.RawArray("d", threads)
+        self.ids = context.RawArray("c", threads * ID_WIDTH)
+        self.slots = threads
+
+    def start(self, slot: int, message_id: str) -> None:
+        """Thread ``slot`` starts running ``message_id``."""
+        start = (slot % self.slots) * ID_WIDTH
+        self.ids[start:start + ID_WIDTH] = message_id.encode()[:ID_WIDTH].ljust(ID_WIDTH)
+
+    def finish(self, slot: int) -> None:
+        """Thread ``slot`` is idle again."""
+        slot %= self.slots
+        self.deadlines[slot] = 0.0
+        self.ids[slot * ID_WIDTH:(slot + 1) * ID_WIDTH] = b" " * ID_WIDTH
+
+    def set_deadline(self, slot: int, when: float) -> None:
+        """The run of thread ``slot`` must be over by ``when`` (``time.monotonic``)."""
+        self.deadlines[slot % self.slots] = when
+
+    def message_id(self, slot: int) -> str:
+        raw = bytes(self.ids[slot * ID_WIDTH:(slot + 1) * ID_WIDTH])
+        return raw.decode(errors="replace").strip("\0 ")
+
+    def running(self) -> list[str]:
+        """The ids of the messages running now (read by the supervisor after a death)."""
+        return [mid for slot in range(self.slots) if (mid := self.message_id(slot))]
+
+    def overrun(self, now: float) -> str | None:
+        """The id of a message that runs past its deadline at ``now``, if any."""
+        for slot, deadline in enumerate(self.deadlines):
+            if deadline and now > deadline:
+                return self.message_id(slot)
+        return None
