@@ -1,4 +1,5 @@
-"""Results: one contract suite run over every local backend, then the middleware end to end."""
+"""Results: one contract suite run over every backend (stub, SQLite, a real Redis), then the
+middleware end to end over each of them."""
 
 from __future__ import annotations
 
@@ -29,13 +30,42 @@ from liteq.results import (
 from liteq.results.backends import SqliteBackend, StubBackend
 from liteq.store import SqliteBroker
 
+#: The Redis logical database the results tests use, emptied after each test (result
+#: keys are digests, so no key prefix could find them).
+REDIS_RESULTS_DB = 15
 
-@pytest.fixture(params=["stub", "sqlite"])
-def backend(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[ResultBackend]:
-    if request.param == "stub":
-        yield StubBackend()
-    else:
-        yield SqliteBackend(path=str(tmp_path / "results.db"))
+
+def stub_backend(request: pytest.FixtureRequest) -> Iterator[ResultBackend]:
+    yield StubBackend()
+
+
+def sqlite_backend(request: pytest.FixtureRequest) -> Iterator[ResultBackend]:
+    yield SqliteBackend(path=str(request.getfixturevalue("tmp_path") / "results.db"))
+
+
+def redis_backend(request: pytest.FixtureRequest) -> Iterator[ResultBackend]:
+    """A RedisBackend on the session's real server (tests/conftest.py)."""
+    pytest.importorskip("redis", reason="redis-py is not installed (pip install 'liteq[redis]')")
+    import redis
+
+    from liteq.results.backends import RedisBackend
+
+    client = redis.Redis.from_url(request.getfixturevalue("redis_url"), db=REDIS_RESULTS_DB)
+    client.flushdb()
+    try:
+        yield RedisBackend(client=client)
+    finally:
+        client.flushdb()
+        client.close()
+
+
+#: Every result backend; each contract and middleware test below runs over all of them.
+BACKENDS = {"stub": stub_backend, "sqlite": sqlite_backend, "redis": redis_backend}
+
+
+@pytest.fixture(params=sorted(BACKENDS))
+def backend(request: pytest.FixtureRequest) -> Iterator[ResultBackend]:
+    yield from BACKENDS[request.param](request)
 
 
 def make_message(actor_name: str = "add", queue_name: str = "default") -> Message:
@@ -104,6 +134,15 @@ def test_results_expire_after_their_ttl(backend: ResultBackend) -> None:
     backend.store_result(short, "gone", 30)
     wait_for(lambda: is_missing(backend, short), timeout=5)
     assert backend.get_result(long) == "kept"
+
+
+def test_a_ttl_is_in_milliseconds(backend: ResultBackend) -> None:
+    """A 1000 ms TTL keeps a result readable at once and drops it within seconds
+    (read as seconds, it would live for 16 minutes)."""
+    message = make_message()
+    backend.store_result(message, "brief", 1000)
+    assert backend.get_result(message) == "brief"
+    wait_for(lambda: is_missing(backend, message), timeout=5, interval=0.02)
 
 
 def test_storing_again_replaces_the_result(backend: ResultBackend) -> None:
@@ -261,6 +300,19 @@ def test_result_ttl_option_is_honoured(backend: ResultBackend) -> None:
     with running_worker(broker, worker_threads=2):
         broker.join("default", timeout=10000)
     wait_for(lambda: is_missing(backend, message), timeout=5)
+
+
+def test_result_ttl_option_is_in_milliseconds(backend: ResultBackend) -> None:
+    broker = make_broker(backend)
+
+    @liteq.actor(broker=broker, store_results=True, result_ttl=1000)
+    def brief() -> str:
+        return "brief"
+
+    message = brief.send()
+    with running_worker(broker, worker_threads=2):
+        assert message.get_result(backend=backend, block=True, timeout=10000) == "brief"
+    wait_for(lambda: is_missing(backend, message), timeout=5, interval=0.02)
 
 
 def test_skipped_message_stores_none(backend: ResultBackend) -> None:

@@ -124,6 +124,115 @@ def test_stale_lease_token_changes_nothing(db_path):
     assert broker.stats()["default"]["done"] == 1
 
 
+def lease_expiries(broker: liteq.SqliteBroker) -> list[int]:
+    """The lease expiry of every leased row, read from the file."""
+    return [row[0] for row in broker.db.read(
+        f"SELECT lease_expires_at FROM liteq_messages WHERE state = {schema.LEASED}")]
+
+
+def poll_until(consumer, count: int, timeout: float = 10) -> list:
+    """Claim one message at a time until ``count`` are held (fail after ``timeout`` s)."""
+    held: list = []
+
+    def claimed() -> bool:
+        proxy = consumer.poll()
+        if proxy is not None:
+            held.append(proxy)
+        return len(held) >= count
+
+    wait_for(claimed, timeout=timeout)
+    return held
+
+
+def test_stale_ack_of_rows_another_consumer_re_leased_changes_nothing(db_path):
+    """A's ack after its lease lapsed and B claimed the rows again must not delete them,
+    whichever row is the counts watermark (several rows: most are not)."""
+    broker = liteq.SqliteBroker(db_path, lease_ms=100)
+
+    @liteq.actor(broker=broker)
+    def job(n):
+        pass
+
+    for n in range(4):
+        job.send(n)
+    first = broker.consume("default")
+    old = poll_until(first, 4)
+    wait_for(lambda: current_millis() > max(lease_expiries(broker)), timeout=5)
+    second = broker.consume("default")
+    new = poll_until(second, 4)
+    assert sorted(p.args[0] for p in new) == [0, 1, 2, 3]
+    for proxy in old:
+        first.ack(proxy)
+    live = f"SELECT count(*) FROM liteq_messages WHERE state = {schema.LEASED}"
+    assert broker.db.read(live)[0][0] == 4
+    assert broker.stats()["default"]["done"] == 0
+    for proxy in new:
+        second.ack(proxy)
+    assert count_rows(broker) == 0
+    assert broker.stats()["default"]["done"] == 4
+    first.close()
+    second.close()
+
+
+def test_a_reap_never_takes_a_lease_that_is_still_valid(db_path):
+    """Consumers reaping over and over while another holds a renewed, valid lease claim
+    nothing; the holder's ack then settles the message."""
+    broker = liteq.SqliteBroker(db_path, lease_ms=1000)
+
+    @liteq.actor(broker=broker)
+    def job():
+        pass
+
+    job.send()
+    holder = broker.consume("default")
+    [held] = poll_until(holder, 1)
+    reaper = broker.consume("default")
+    fresh_reapers = 0
+    deadline = current_millis() + 1500  # several reap intervals (lease_ms / 3) of ``reaper``
+    while current_millis() < deadline:
+        holder.exchange([], 0)  # keeps the lease renewed
+        assert reaper.poll() is None
+        if fresh_reapers < 20:
+            other = broker.consume("default")
+            assert other.poll() is None
+            other.close()
+            fresh_reapers += 1
+        assert len(lease_expiries(broker)) == 1
+    holder.ack(held)
+    assert count_rows(broker) == 0
+    assert broker.stats()["default"]["done"] == 1
+    holder.close()
+    reaper.close()
+
+
+def test_enqueue_many_is_never_seen_in_part_by_another_connection(sqlite_broker, db_path):
+    """After every commit of the broker's connection, a reader on its own connection
+    counts the rows: only none or the whole batch may ever be visible."""
+    @liteq.actor
+    def job(n):
+        pass
+
+    batch = 200
+    reader = apsw.Connection(db_path)
+    visible: list[int] = []
+
+    def after_commit(conn, name, pages):
+        visible.append(reader.execute(
+            f"SELECT count(*) FROM liteq_messages WHERE state != {schema.TOMBSTONE}"
+        ).fetchone()[0])
+        return apsw.SQLITE_OK
+
+    writer = sqlite_broker.db.conn
+    writer.set_wal_hook(after_commit)
+    try:
+        sqlite_broker.enqueue_many([job.message(n) for n in range(batch)])
+    finally:
+        writer.set_wal_hook(None)
+    assert batch in visible
+    assert set(visible) <= {0, batch}, sorted(set(visible))
+    reader.close()
+
+
 def test_enqueue_inside_callers_transaction_commits_or_rolls_back(sqlite_broker, db_path):
     ran = []
 
