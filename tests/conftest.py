@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -42,6 +44,32 @@ def sqlite_broker(db_path: str) -> Iterator[liteq.SqliteBroker]:
     finally:
         broker.close()
         liteq.broker.set_broker(previous)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    """The environment of a ``liteq worker`` pool on ``tmp_path/q.db`` (tests/pools.py)."""
+    return dict(os.environ, LITEQ_BROKER_URL=f"sqlite:///{tmp_path / 'q.db'}",
+                LITEQ_TEST_RECORD=str(tmp_path / "record.txt"), PYTHONUNBUFFERED="1")
+
+
+@pytest.fixture
+def pools(tmp_path: Path, env: dict[str, str]) -> Iterator:
+    """Start ``liteq worker`` pools (``pools(*args)``); every one is killed at the end."""
+    from pools import Pool
+
+    started: list[Pool] = []
+
+    def start(*args: str, extra_env: dict[str, str] | None = None, **kw: Any) -> Pool:
+        pool = Pool(tmp_path, dict(env, **(extra_env or {})), *args, **kw)
+        started.append(pool)
+        return pool
+
+    try:
+        yield start
+    finally:
+        for pool in started:
+            pool.kill()
 
 
 def _server(kind: str) -> Iterator[str]:
