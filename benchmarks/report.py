@@ -52,8 +52,9 @@ def _target_text(target: tuple[str, float]) -> str:
 def render(results: dict[str, Any], title: str) -> Table:
     """One row per figure, one column per system; then liteq (SQLite) against the best
     peer, each liteq-on-a-server against Dramatiq on the same server (§7 marks), and
-    each system against its ``@REF`` baseline. A ratio above 1 means the first is better
-    (for lower-is-better figures it is the second over the first)."""
+    each system against its ``@REF`` baseline (with the range of the per-round ratios).
+    A ratio above 1 means the first is better (for lower-is-better figures it is the
+    second over the first)."""
     systems = results["systems"]
     names = list(systems)
 
@@ -98,7 +99,11 @@ def render(results: dict[str, Any], title: str) -> Table:
                               if r is not None else "—")
         for mine, before in before_after:
             r = peer_ratio(key, value_of(mine, key), value_of(before, key))
-            pair_cells.append(f"{r:.2f}x" if r is not None else "—")
+            spread = round_ratios(systems[mine], systems[before], key)
+            text = f"{r:.2f}x" if r is not None else "—"
+            if r is not None and len(spread) > 1:
+                text += f" ({min(spread):.2f}–{max(spread):.2f})"
+            pair_cells.append(text)
         targets = [_target_text(target)] if target else []
         if key in RATIO_TARGETS:
             targets.append(f"server {_target_text(RATIO_TARGETS[key])}x Dramatiq")
@@ -107,6 +112,16 @@ def render(results: dict[str, Any], title: str) -> Table:
         table.add_row(label, unit, "; ".join(targets), *cells,
                       *([ratio] if versus_best else []), *pair_cells)
     return table
+
+
+def round_ratios(mine: dict[str, Any], before: dict[str, Any], key: str) -> list[float]:
+    """``key``'s ratio in each round the two systems ran side by side: their spread shows
+    how much of a before/after difference is the machine's noise."""
+    ratios = []
+    for a, b in zip(mine.get("runs", []), before.get("runs", []), strict=False):
+        if (r := peer_ratio(key, a.get(key), b.get(key))) is not None:
+            ratios.append(r)
+    return ratios
 
 
 def liteq_source() -> dict[str, str | None]:

@@ -36,7 +36,8 @@ flush of Dramatiq's queues, or a newly named, flushed queue for liteq on a serve
 liteq system selected (``benchmarks/baseline.py``: a temporary worktree of REF, this
 interpreter and harness, REF's ``liteq`` package); the two take turns round by round
 (A B, B A, ...) so that a drifting load hits both alike, and the table gains a column
-``NAME vs NAME@REF`` (above 1: the working tree is better).
+``NAME vs NAME@REF`` (above 1: the working tree is better), with the range of the
+per-round ratios in brackets.
 
 Completion is counted, not inferred: every task records itself (``bench_recorder``)
 and each scenario checks that exactly N ran. Results go to

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -78,6 +79,8 @@ def test_baseline_head_runs_beside_the_working_tree(tmp_path):
         assert "e2e" not in entry["metrics"] and "latency_p50" not in entry["metrics"]
     assert results["systems"]["liteq@HEAD"]["source"] == source
     assert "liteq vs liteq@HEAD" in done.stdout
+    # The ratio of medians, then the range of the two rounds' ratios.
+    assert re.search(r"\d\.\d\dx \(\d+\.\d\d–\d+\.\d\d\)", done.stdout), done.stdout
     assert not os.path.exists(worktree)
     assert worktree not in _worktrees()
 
