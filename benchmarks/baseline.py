@@ -34,10 +34,6 @@ class Baseline:
     commit: str
     path: str
 
-    @property
-    def system_suffix(self) -> str:
-        return f"@{self.ref}"
-
 
 def _git(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True,
