@@ -13,6 +13,7 @@ from typing import Any
 from rich.table import Table
 
 from benchmarks.pools import HERE, PY, ROOT
+from benchmarks.systems import base_of, kind_of
 from benchmarks.targets import (
     METRICS,
     RATIO_TARGETS,
@@ -50,7 +51,10 @@ def _target_text(target: tuple[str, float]) -> str:
 
 def render(results: dict[str, Any], title: str) -> Table:
     """One row per figure, one column per system; then liteq (SQLite) against the best
-    peer, and each liteq-on-a-server against Dramatiq on the same server (§7 marks)."""
+    peer, each liteq-on-a-server against Dramatiq on the same server (§7 marks), and
+    each system against its ``@REF`` baseline (with the range of the per-round ratios).
+    A ratio above 1 means the first is better (for lower-is-better figures it is the
+    second over the first)."""
     systems = results["systems"]
     names = list(systems)
 
@@ -58,20 +62,23 @@ def render(results: dict[str, Any], title: str) -> Table:
         entry = systems.get(name, {})
         return entry.get("metrics", {}).get(key) if entry.get("status") == "ok" else None
 
-    peers = [n for n in names if n.split("-")[0] != "liteq"]
+    peers = [n for n in names if kind_of(n) != "liteq"]
     pairs = [(mine, peer) for mine, peer in SAME_SERVER_PEERS.items()
              if mine in names and peer in names]
+    before_after = [(base_of(n), n) for n in names if n != base_of(n) and base_of(n) in names]
     table = Table(title=title, title_justify="left")
     table.add_column("scenario")
     table.add_column("unit")
     table.add_column("target")
     for name in names:
         table.add_column(name, justify="right")
-    versus_best = "liteq" in names
+    versus_best = "liteq" in names and bool(peers)
     if versus_best:
         table.add_column("liteq vs best peer", justify="right")
     for mine, peer in pairs:
         table.add_column(f"{mine} vs {peer}", justify="right")
+    for mine, before in before_after:
+        table.add_column(f"{mine} vs {before}", justify="right")
     for key, label, unit, target, higher in METRICS:
         cells = [_mark(fmt(value_of(name, key), unit), system_target_met(name, key, value_of(
             name, key))) for name in names]
@@ -90,6 +97,13 @@ def render(results: dict[str, Any], title: str) -> Table:
                 if unit != "x" else None
             pair_cells.append(_mark(f"{r:.2f}x", ratio_target_met(key, r))
                               if r is not None else "—")
+        for mine, before in before_after:
+            r = peer_ratio(key, value_of(mine, key), value_of(before, key))
+            spread = round_ratios(systems[mine], systems[before], key)
+            text = f"{r:.2f}x" if r is not None else "—"
+            if r is not None and len(spread) > 1:
+                text += f" ({min(spread):.2f}–{max(spread):.2f})"
+            pair_cells.append(text)
         targets = [_target_text(target)] if target else []
         if key in RATIO_TARGETS:
             targets.append(f"server {_target_text(RATIO_TARGETS[key])}x Dramatiq")
@@ -98,6 +112,16 @@ def render(results: dict[str, Any], title: str) -> Table:
         table.add_row(label, unit, "; ".join(targets), *cells,
                       *([ratio] if versus_best else []), *pair_cells)
     return table
+
+
+def round_ratios(mine: dict[str, Any], before: dict[str, Any], key: str) -> list[float]:
+    """``key``'s ratio in each round the two systems ran side by side: their spread shows
+    how much of a before/after difference is the machine's noise."""
+    ratios = []
+    for a, b in zip(mine.get("runs", []), before.get("runs", []), strict=False):
+        if (r := peer_ratio(key, a.get(key), b.get(key))) is not None:
+            ratios.append(r)
+    return ratios
 
 
 def liteq_source() -> dict[str, str | None]:

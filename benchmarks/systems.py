@@ -3,13 +3,16 @@
 Everything that differs between liteq, Dramatiq and Huey is here; scenarios stay generic.
 A system's name is ``KIND-BACKEND`` (``liteq`` alone is liteq on SQLite): liteq-redis
 and dramatiq-redis share one Redis server per run, liteq-rabbitmq and dramatiq-rabbitmq
-one RabbitMQ node (``Servers``).
+one RabbitMQ node (``Servers``). ``NAME@REF`` is system NAME running liteq's code at git
+REF (``--baseline``, ``benchmarks/baseline.py``): its processes import liteq from
+``source``, the worktree of REF.
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib.util
+import itertools
 import json
 import os
 import shlex
@@ -19,19 +22,25 @@ import time
 from collections.abc import Iterator
 
 from benchmarks import servers
+from benchmarks.baseline import pythonpath
 from benchmarks.pools import HERE, PY, ROOT, Pool, ScenarioError
+
+#: Generations are unique in the run, so that two systems on one server never share a
+#: queue name (e.g. ``liteq-redis`` and ``liteq-redis@REF``).
+_GENERATIONS = itertools.count(1)
 
 
 class System:
     """How to produce to, run workers of, and reset one system."""
 
     def __init__(self, name: str, workdir: str, url: str | None, threads: int = 8,
-                 processes: int = 2) -> None:
+                 processes: int = 2, source: str | None = None) -> None:
         self.name = name
         self.workdir = workdir
         self.url = url
-        self.kind = name.split("-")[0]
+        self.kind = kind_of(name)
         self.backend = backend_of(name)
+        self.source = source
         self.threads = threads
         self.processes = processes
         self.generation = 0
@@ -48,7 +57,7 @@ class System:
     def fresh(self, durable: bool = False) -> None:
         """New, empty queues: a new database file (SQLite systems), a flush (Dramatiq), or
         a flush of a queue named afresh for this scenario (liteq on a server)."""
-        self.generation += 1
+        self.generation = next(_GENERATIONS)
         self.durable = durable
 
     @property
@@ -62,10 +71,16 @@ class System:
 
     def env(self, counter_dir: str | None = None) -> dict[str, str]:
         env = dict(os.environ)
-        # A caller's PYTHONPATH comes before the checkout, so that another liteq source
-        # tree (e.g. an exported commit) can be measured with the same suite.
-        env["PYTHONPATH"] = os.pathsep.join(
-            [HERE] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []) + [ROOT])
+        env.pop("BENCH_LITEQ_SOURCE", None)
+        if self.source:
+            # A baseline: its liteq tree first, and the task module checks it was used.
+            env["PYTHONPATH"] = pythonpath(self.source)
+            env["BENCH_LITEQ_SOURCE"] = self.source
+        else:
+            # A caller's PYTHONPATH comes before the checkout, so that another liteq
+            # source tree (e.g. an exported commit) can be measured with the same suite.
+            env["PYTHONPATH"] = os.pathsep.join(
+                [HERE] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []) + [ROOT])
         env.pop("BENCH_COUNTER_DIR", None)
         if counter_dir:
             env["BENCH_COUNTER_DIR"] = counter_dir
@@ -108,7 +123,7 @@ class System:
     def worker_cmd(self) -> list[str]:
         p, t = str(self.processes), str(self.threads)
         if self.kind == "liteq":
-            prefix = os.environ.get("BENCH_LITEQ_CMD")
+            prefix = None if self.source else os.environ.get("BENCH_LITEQ_CMD")
             base = shlex.split(prefix) if prefix else [PY, "-m", "liteq"]
             return [*base, "worker", "tasks_liteq", "--processes", p, "--threads", t]
         if self.kind == "dramatiq":
@@ -135,9 +150,20 @@ def liteq_cli_problem() -> str | None:
     return None
 
 
+def base_of(name: str) -> str:
+    """The system a name runs, without its ``@REF``: ``liteq-redis@HEAD~1`` -> ``liteq-redis``."""
+    return name.split("@", 1)[0]
+
+
+def kind_of(name: str) -> str:
+    """``liteq``, ``dramatiq`` or ``huey``."""
+    return base_of(name).split("-")[0]
+
+
 def backend_of(name: str) -> str:
     """``sqlite``, ``redis`` or ``rabbitmq``: where the system keeps its queues."""
-    return name.split("-", 1)[1] if "-" in name else "sqlite"
+    base = base_of(name)
+    return base.split("-", 1)[1] if "-" in base else "sqlite"
 
 
 #: Seconds to let a freshly started RabbitMQ node settle before the first measurement.
@@ -193,7 +219,8 @@ def system_server(name: str) -> Iterator[str | None]:
 
 
 def availability(name: str) -> str | None:
-    """Why ``name`` cannot run here, or None."""
+    """Why ``name`` cannot run here, or None (a baseline's own liteq is probed apart)."""
+    name = base_of(name)
     def missing(*modules: str) -> list[str]:
         def absent(module: str) -> bool:
             try:

@@ -5,8 +5,9 @@ Environment: ``LITEQ_BROKER_URL`` (``sqlite:////abs/path.db``, or ``redis://…`
 ``liteq.broker_from_url``), ``BENCH_DURABLE=1`` for ``SqliteBroker(path, durable=True)``,
 ``BENCH_QUEUE`` (queue of both actors, ``default`` unless set: server runs use a fresh
 name per scenario), ``BENCH_REDIS_NAMESPACE`` (Redis key prefix, so liteq's keys never
-meet Dramatiq's on the shared server), ``BENCH_COUNTER_DIR`` for the recorder.
-Default middleware, default settings otherwise.
+meet Dramatiq's on the shared server), ``BENCH_COUNTER_DIR`` for the recorder,
+``BENCH_LITEQ_SOURCE`` (a baseline's liteq tree: importing this module fails unless
+liteq came from there). Default middleware, default settings otherwise.
 """
 
 from __future__ import annotations
@@ -16,6 +17,13 @@ import os
 import bench_recorder
 
 import liteq
+
+_source = os.environ.get("BENCH_LITEQ_SOURCE")
+if _source:
+    _root, _file = os.path.realpath(_source), os.path.realpath(liteq.__file__)
+    if os.path.commonpath([_root, _file]) != _root:
+        raise ImportError(f"liteq was imported from {_file!r}, not from "
+                          f"BENCH_LITEQ_SOURCE={_source!r}")
 
 _url = os.environ["LITEQ_BROKER_URL"]
 _scheme = _url.split(":", 1)[0].lower()
