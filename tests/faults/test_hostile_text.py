@@ -4,7 +4,8 @@ A real worker process dead-letters messages of an actor whose name and error car
 rich markup (``[/x]``, ``[bold red]``, ``[link=…]``) and terminal escapes (clear
 screen, set window title); rows written the way the broker writes them add a queue,
 a message id and a worker host of the same kind. Every ``liteq`` command that shows
-them must exit 0, show the text as stored, and never emit its ESC or BEL bytes.
+them, and the worker's own log, must show the text as stored (commands exiting 0) and
+never emit its ESC or BEL bytes.
 """
 
 from __future__ import annotations
@@ -176,6 +177,15 @@ def test_stats_and_queues_show_hostile_names_literally(hostile):
         assert visible(text) in stats, (text, stats)
     queues = run(env, "queues")
     assert visible(QUEUE) in queues and "default" in queues
+
+
+def test_the_worker_log_shows_failures_literally(hostile):
+    db, _ = hostile
+    logged = (db.parent / "worker.log").read_bytes()
+    assert b"\x1b" not in logged and b"\x07" not in logged, logged
+    text = logged.decode()
+    assert text.count(f"actor {visible(ACTOR)} failed") == FAILING, text
+    assert f"ValueError: {visible(ERROR)}" in text
 
 
 def test_errors_naming_stored_queues_are_safe(hostile):
