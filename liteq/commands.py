@@ -19,9 +19,11 @@ from .cli_support import (
     fail,
     handle_errors,
     json_option,
+    literal,
     open_broker,
     print_json,
     progress_run,
+    safe,
     table,
     when,
 )
@@ -90,7 +92,7 @@ def enqueue_command(actor_name: str, queue_name: str, args: list, kwargs: dict,
         print_json(sent.asdict())
     else:
         when = f" in {delay} ms" if delay else ""
-        click.echo(f"enqueued {sent} on {queue_name}{when}: {sent.message_id}")
+        click.echo(safe(f"enqueued {sent} on {queue_name}{when}: {sent.message_id}"))
 
 
 # ---------------------------------------------------------------------------------------
@@ -119,8 +121,8 @@ def queues_command(as_json: bool, broker_url: str | None) -> None:
     grid = table(None, [("Queue", "left"), ("Ready", "right"), ("Delayed", "right"),
                         ("Running", "right"), ("Dead", "right")])
     for row in rows:
-        grid.add_row(row["queue"], *(str(row[k]) for k in ("ready", "delayed", "running",
-                                                            "dead")))
+        grid.add_row(literal(row["queue"]), *(str(row[k]) for k in ("ready", "delayed",
+                                                                     "running", "dead")))
     console().print(grid)
 
 
@@ -143,19 +145,20 @@ def stats_command(as_json: bool, broker_url: str | None) -> None:
         print_json(data)
         return
     out = console()
-    click.echo(f"broker: {data['broker']}")
+    click.echo(safe(f"broker: {data['broker']}"))
     queues = table("Queues", [("Queue", "left")] + [(k.title(), "right") for k in _COUNTS])
     for name, counts in sorted(data["queues"].items()):
-        queues.add_row(name, *(str(counts[k]) for k in _COUNTS))
+        queues.add_row(literal(name), *(str(counts[k]) for k in _COUNTS))
     out.print(queues if data["queues"] else "no queues yet")
     workers = table("Workers", [("PID", "right"), ("Host", "left"), ("Queues", "left"),
                                 ("Threads", "right"), ("Running", "left"),
                                 ("Processed", "right"), ("Failed", "right"),
                                 ("Heartbeat", "right"), ("State", "left")])
     for w in data["workers"]:
-        workers.add_row(str(w["pid"]), w["host"], ",".join(w["queues"]), str(w["threads"]),
-                        ", ".join(w["running"]) or "-", str(w["processed"]), str(w["failed"]),
-                        f"{w['heartbeat_age_ms'] / 1000:.1f}s ago", w["state"])
+        workers.add_row(str(w["pid"]), literal(w["host"]), literal(",".join(w["queues"])),
+                        str(w["threads"]), literal(", ".join(w["running"]) or "-"),
+                        str(w["processed"]), str(w["failed"]),
+                        f"{w['heartbeat_age_ms'] / 1000:.1f}s ago", literal(w["state"]))
     out.print(workers if data["workers"] else "no workers")
 
 
@@ -210,9 +213,11 @@ def dlq_list(queue: str | None, limit: int | None, as_json: bool, broker_url: st
                         ("Message ID", "left"), ("Tries", "right"), ("Failed at", "left"),
                         ("Reason", "left")])
     for d in letters:
-        reason = d.reason if len(d.reason) <= 80 else d.reason[:77] + "..."
-        grid.add_row(str(d.id), d.queue, d.actor_name or "?", d.message_id or "-",
-                      str(d.deliveries), when(d.failed_at), reason)
+        reason = safe(d.reason)
+        reason = reason if len(reason) <= 80 else reason[:77] + "..."
+        grid.add_row(str(d.id), literal(d.queue), literal(d.actor_name or "?"),
+                     literal(d.message_id or "-"), str(d.deliveries), when(d.failed_at),
+                     literal(reason))
     console().print(grid)
 
 
@@ -246,9 +251,9 @@ def dlq_show(dead_id: int, as_json: bool, broker_url: str | None) -> None:
     ]
     if message is None:
         lines.append(f"body:        {data['body'][:500]}")
-    click.echo("\n".join(lines))
+    click.echo("\n".join(safe(line) for line in lines))
     if letter.traceback:
-        click.echo("traceback:\n" + letter.traceback.rstrip())
+        click.echo("traceback:\n" + safe(letter.traceback.rstrip(), multiline=True))
 
 
 def _options(message: Any) -> str:
@@ -317,7 +322,7 @@ def dlq_purge(ids: tuple[int, ...], queue: str | None, everything: bool, yes: bo
     broker = open_broker(broker_url, sqlite_for="liteq dlq")
     total = _dead_total(broker, ids, queue)
     if not yes:
-        which = f"of queue {queue} " if queue else ""
+        which = f"of queue {safe(queue)} " if queue else ""
         click.confirm(f"Delete {total} dead letter(s) {which}for good?", abort=True)
     removed = progress_run(total, "purging", lambda progress: broker.purge_dead_letters(
         list(ids) if ids else None, queue=queue, progress=progress))
@@ -345,10 +350,10 @@ def purge_command(queue: str, yes: bool, as_json: bool, broker_url: str | None) 
         fail(f"no queue named {queue!r} (known: {', '.join(sorted(stats)) or 'none'})")
     count = sum(stats[queue][k] for k in ("ready", "delayed", "running"))
     if not yes:
-        click.confirm(f"Delete {count} message(s) of queue {queue}?", abort=True)
+        click.confirm(f"Delete {count} message(s) of queue {safe(queue)}?", abort=True)
     broker.flush(queue)
     broker.close()
     if as_json:
         print_json({"queue": queue, "purged": count})
     else:
-        click.echo(f"purged {count} message(s) from {queue}")
+        click.echo(f"purged {count} message(s) from {safe(queue)}")

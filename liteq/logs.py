@@ -10,6 +10,15 @@ LOG_FORMAT = (
 )
 
 
+class SafeFormatter(logging.Formatter):
+    """The usual line, with control characters (from messages and errors) shown as escapes."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        from .cli_support import safe
+
+        return safe(super().format(record), multiline=True)
+
+
 def setup_logging(verbose: bool = False, log_file: str | None = None) -> None:
     """Log ``[time] [PID n] [thread] [logger] [LEVEL] msg`` to stderr or append to a file."""
     root = logging.getLogger()
@@ -20,6 +29,6 @@ def setup_logging(verbose: bool = False, log_file: str | None = None) -> None:
         handler = logging.FileHandler(log_file, mode="a", encoding="utf-8")
     else:
         handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    handler.setFormatter(SafeFormatter(LOG_FORMAT))
     root.addHandler(handler)
     root.setLevel(logging.DEBUG if verbose else logging.INFO)

@@ -2,7 +2,9 @@
 
 :func:`render` lays a frame out for a given terminal size, dropping columns on
 narrow terminals and rows on short ones; :func:`render_text` renders it to a string
-(``--once`` and tests). Pure layout: no terminal and no broker access here.
+(``--once`` and tests). Pure layout: no terminal and no broker access here. Every
+cell is shown literally (:func:`liteq.cli_support.literal`): names and errors come
+from messages and may hold markup or terminal escapes.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from .cli_support import literal, safe
 from .monitor import HISTORY, Frame
 
 SPARKS = "▂▃▄▅▆▇█"
@@ -129,14 +132,18 @@ class Column:
     #: Cells drawn for the column's final width (sparklines), instead of ``cells``.
     draw: Callable[[int], list[Any]] | None = None
 
+    def __post_init__(self) -> None:
+        from rich.text import Text
+
+        self.cells = [c if isinstance(c, Text) else literal(c) for c in self.cells]
+
     def natural(self) -> int:
         from rich.cells import cell_len
 
         if self.draw is not None and self.max_width is not None:
             return max(self.max_width, cell_len(self.header))
         widths = [cell_len(self.header)]
-        widths += [c.cell_len if hasattr(c, "cell_len") else cell_len(str(c))
-                   for c in self.cells]
+        widths += [c.cell_len for c in self.cells]
         width = max(widths)
         return min(width, self.max_width) if self.max_width else width
 
@@ -187,7 +194,7 @@ def build_table(columns: list[Column], width: int, rows: int | None = None,
     if shown < total:
         shown = max(0, shown - 1)
     for i in range(shown):
-        table.add_row(*(col[i] if isinstance(col[i], Text) else str(col[i]) for col in cells))
+        table.add_row(*(col[i] for col in cells))
     if shown < total:
         return Group(table, Text(f"… {total - shown} more {more_label}", style="dim"))
     return table
@@ -219,7 +226,6 @@ def queue_columns(frame: Frame, width: int) -> list[Column]:
 
 
 def worker_columns(frame: Frame) -> list[Column]:
-    from rich.text import Text
 
     ws = frame.workers
     return [
@@ -232,7 +238,7 @@ def worker_columns(frame: Frame) -> list[Column]:
         Column("Done", [fmt_count(w.processed) for w in ws], drop=4),
         Column("Fail", [fmt_count(w.failed) for w in ws], drop=4),
         Column("Beat", [fmt_age(w.heartbeat_age_ms) for w in ws], drop=3),
-        Column("State", [Text(w.state, style=STATE_STYLE.get(w.state, "")) for w in ws],
+        Column("State", [literal(w.state, style=STATE_STYLE.get(w.state, "")) for w in ws],
                "left", 0),
         Column("Running", [w.actors or "-" for w in ws], "left", 2, min_width=7),
     ]
@@ -262,10 +268,10 @@ def header_lines(frame: Frame, width: int) -> list[Any]:
     threads = sum(w.threads for w in frame.workers if w.state != "dead")
     uptime = frame.uptime_ms
     segments = [
-        Text.assemble(("liteq top", "bold"), " ", (frame.path or frame.broker, "cyan")),
+        Text.assemble(("liteq top", "bold"), " ", (safe(frame.path or frame.broker), "cyan")),
     ]
     if frame.path and frame.broker and not frame.broker.endswith(frame.path):
-        segments.append(Text(f"broker {frame.broker}"))
+        segments.append(literal(f"broker {frame.broker}"))
     segments += [
         Text(f"at {at}" + (f", every {fmt_seconds(frame.interval)}"
                            if frame.interval else ""), style="dim"),

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+import queue
 import random
 import sqlite3
 import stat
+import statistics
 import threading
+import time
 
 import apsw
 import pytest
@@ -361,6 +364,40 @@ def test_polling_fallback_also_wakes(monkeypatch, sqlite_broker, db_path):
         conn.set_busy_timeout(5000)
         sqlite_broker.enqueue(ping.message(), connection=conn)
         assert done.wait(5)
+
+
+def test_polling_fallback_picks_up_within_milliseconds(monkeypatch, sqlite_broker, db_path):
+    """An idle polling consumer notices another connection's send within a few ms.
+
+    The worker timeout is long, so only the poll interval bounds the pickup; a send is
+    made as soon as the consumer is back waiting, so a slow poll shows in every sample.
+    """
+    monkeypatch.setenv("LITEQ_WAKEUP", "poll")
+    picked_up: queue.SimpleQueue[float] = queue.SimpleQueue()
+
+    @liteq.actor
+    def ping(sent_at: float) -> None:
+        picked_up.put(time.monotonic() - sent_at)
+
+    conn = apsw.Connection(db_path)
+    conn.set_busy_timeout(5000)
+    worker = liteq.Worker(sqlite_broker, worker_timeout=10_000, worker_threads=1)
+    worker.start()
+    try:
+        assert not worker.consumer.waiter.uses_inotify
+        consumer_thread = worker.consumer_thread
+        latencies = []
+        for _ in range(15):
+            # Acked, then idle: the consumer has gone back to waiting on the database.
+            wait_for(lambda: count_rows(sqlite_broker) == 0 and consumer_thread.idle)
+            sqlite_broker.enqueue(ping.message(time.monotonic()), connection=conn)
+            latencies.append(picked_up.get(timeout=10))
+    finally:
+        worker.stop(timeout=5000)
+        conn.close()
+    # The poll interval is 2 ms; 100 ms leaves room for a loaded machine, not for a
+    # poll ten times slower.
+    assert statistics.median(latencies) < 0.1, sorted(latencies)
 
 
 def test_files_are_private_and_durable_uses_full_sync(tmp_path):

@@ -445,3 +445,36 @@ def test_top_in_a_real_terminal_against_a_busy_pool(tmp_path):
         kill_tree(pool)
         log.close()
         broker.close()
+
+
+def test_busy_counts_the_threads_running_a_task_not_all_threads(tmp_path):
+    """A real worker with 4 threads, exactly 2 held in tasks: stats and top say 2 of 4."""
+    db, gate = tmp_path / "q.db", tmp_path / "gate"
+    env = dict(os.environ, LITEQ_BROKER_URL=f"sqlite:///{db}", LITEQ_TEST_GATE=str(gate))
+    broker = SqliteBroker(str(db), middleware=[])
+    broker.declare_queue("default")
+    broker.enqueue_many([liteq.Message("default", "gated", (), {}, {}) for _ in range(2)])
+    log = open(tmp_path / "worker.log", "wb")  # noqa: SIM115 - closed in finally
+    worker = subprocess.Popen([sys.executable, "-m", "liteq", "worker", "gated_tasks",
+                               "--path", str(FIXTURES), "-p", "1", "-t", "4"],
+                              env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: [len(w["running"]) for w in broker.workers()] == [2], timeout=30)
+        stats = run_cli(db, "stats", "--json")
+        top = run_cli(db, "top", "--once", "--interval", "0",
+                      env={"COLUMNS": "200", "LINES": "50", "TERM": "dumb"})
+    finally:
+        gate.touch()
+        worker.send_signal(signal.SIGTERM)
+        try:
+            worker.wait(30)
+        except subprocess.TimeoutExpired:
+            kill_tree(worker)
+        log.close()
+        broker.close()
+    assert stats.returncode == 0, stats.stderr
+    (entry,) = json.loads(stats.stdout)["workers"]
+    assert entry["threads"] == 4 and entry["running"] == ["gated", "gated"]
+    assert top.returncode == 0, top.stderr
+    assert column(top.stdout, "PID", str(entry["pid"]), "Busy") == "2/4", top.stdout
+    assert "2/4 busy" in top.stdout
