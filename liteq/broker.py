@@ -331,33 +331,52 @@ class Broker:
         raise NotImplementedError
 
     def record_failure(self, queue_name: str, exception: BaseException) -> None:
-        """Remember a dead-lettered message's exception for ``join(fail_fast=True)``."""
+        """Remember a dead-lettered message's exception for ``join`` to re-raise."""
         self._failures.setdefault(q_name(queue_name), []).append(exception)
 
     def _queue_busy(self, queue_name: str) -> bool:
         """True while ``queue_name`` has ready, delayed or running messages."""
         raise NotImplementedError
 
+    #: Whether ``join`` re-raises dead-lettered messages' exceptions when not told.
+    fail_fast_default = False
+
     def join(self, queue_name: str, *, timeout: int | None = None,
-             fail_fast: bool = False) -> None:
+             fail_fast: bool | None = None) -> None:
         """Wait until ``queue_name`` has no ready, delayed or running messages.
 
-        With ``fail_fast``, re-raise the exception of a message of this queue that a
-        worker in this process dead-lettered. Polls with a backoff from 1 to 50 ms.
+        Then, with ``fail_fast`` (default: ``fail_fast_default``), re-raise the exception
+        of the first message of this queue that a worker in this process dead-lettered
+        (as Dramatiq does, until ``flush_all``).
         """
+        self._join(queue_name, timeout=timeout,
+                   fail_fast=self.fail_fast_default if fail_fast is None else fail_fast)
+
+    def _join(self, queue_name: str, *, timeout: int | None, fail_fast: bool,
+              quiet_looks: int = 1, interval: float = 0.05) -> None:
+        """The join loop every broker shares: poll ``_queue_busy`` (backing off from 1 ms
+        to ``interval`` s) until it says idle ``quiet_looks`` times in a row."""
         if queue_name not in self.queues:
             raise QueueNotFound(f"queue {queue_name!r} is not declared on this broker")
         deadline = None if timeout is None else time.monotonic() + timeout / 1000
-        pause = 0.001
-        while self._queue_busy(queue_name):
-            if fail_fast and self._failures.get(queue_name):
+        pause, quiet = 0.001, 0
+        while True:
+            quiet = quiet + 1 if not self._queue_busy(queue_name) else 0
+            if quiet >= quiet_looks:
                 break
             if deadline is not None and time.monotonic() >= deadline:
                 raise QueueJoinTimeout(f"queue {queue_name!r} did not drain within {timeout} ms")
             time.sleep(pause)
-            pause = min(pause * 2, 0.05)
-        if fail_fast and self._failures.get(queue_name):
-            raise self._failures[queue_name].pop(0)
+            pause = min(pause * 2, interval)
+        if fail_fast:
+            failure = self._first_failure(queue_name)
+            if failure is not None:
+                raise failure
+
+    def _first_failure(self, queue_name: str) -> BaseException | None:
+        """The exception of the first message of ``queue_name`` dead-lettered here."""
+        failures = self._failures.get(queue_name)
+        return failures[0] if failures else None
 
     @property
     def dead_letters(self) -> list[Message]:

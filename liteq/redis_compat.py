@@ -286,6 +286,12 @@ class RedisBroker(Broker):
     def _queue_busy(self, queue_name: str) -> bool:
         return bool(self.qsize(queue_name))
 
+    def join(self, queue_name: str, *, interval: int = 100, timeout: int | None = None,
+             fail_fast: bool = False) -> None:
+        """Wait until ``queue_name`` and its delay queue are empty (Dramatiq's signature:
+        polled every ``interval`` ms at most; liteq adds ``fail_fast``)."""
+        self._join(queue_name, timeout=timeout, fail_fast=fail_fast, interval=interval / 1000)
+
     def flush(self, queue_name: str) -> None:
         """Delete every waiting, delayed and running message of ``queue_name``."""
         self._call(["X", queue_name, "X", dq_name(queue_name)], what=f"flush {queue_name!r}")

@@ -57,6 +57,8 @@ class SqliteBroker(Broker):
     ``batch_window_ms`` before claiming again, so that a steady stream of sends is
     claimed in batches instead of one write transaction per message (0 disables it;
     a message sent to an idle worker is picked up at once either way).
+    ``join(queue)`` re-raises the exception of a message a worker of this process
+    dead-lettered unless ``fail_fast_default=False`` (Dramatiq's stub broker's rule).
     """
 
     is_sqlite = True
@@ -72,6 +74,7 @@ class SqliteBroker(Broker):
         max_deliveries: int = 5,
         dead_letter_ttl: int = DEAD_LETTER_TTL,
         batch_window_ms: int = 3,
+        fail_fast_default: bool = True,
     ) -> None:
         if url is not None:
             path = path_from_url(url)
@@ -91,6 +94,7 @@ class SqliteBroker(Broker):
         self.db.open()
         self._tx = threading.local()
         super().__init__(middleware)
+        self.fail_fast_default = fail_fast_default
 
     def __repr__(self) -> str:
         return f"SqliteBroker({self.path!r})"
@@ -271,13 +275,17 @@ class SqliteBroker(Broker):
 
     def requeue_dead_letters(self, ids: list[int] | None = None, *, queue: str | None = None,
                              progress: dl.Progress | None = None) -> int:
-        """Move dead letters (given ids, or all of ``queue``, or all) back to their queues."""
+        """Move dead letters (given ids, or all of ``queue``, or all) back to their queues;
+        ``join`` forgets the failures it would have re-raised."""
+        self._failures.clear()
         return dl.requeue(self.db, ids if ids is not None else dl.ids_of(self.db, queue),
                           progress)
 
     def purge_dead_letters(self, ids: list[int] | None = None, *, queue: str | None = None,
                            progress: dl.Progress | None = None) -> int:
-        """Delete dead letters (given ids, or all of ``queue``, or all)."""
+        """Delete dead letters (given ids, or all of ``queue``, or all); ``join`` forgets
+        the failures it would have re-raised."""
+        self._failures.clear()
         return dl.purge(self.db, ids if ids is not None else dl.ids_of(self.db, queue),
                         progress)
 

@@ -346,7 +346,9 @@ class WorkerThread(threading.Thread):
                     hook(broker, proxy, result=result)
                 except Exception:
                     logger.critical("after_process_message hook failed", exc_info=True)
-        except SkipMessage:
+        except SkipMessage as exc:
+            if proxy.failed:  # e.g. past its age limit: join and Results see why
+                proxy.stuff_exception(exc)
             broker.emit_after("skip_message", proxy)
         except BaseException as exc:
             self.worker.failed += 1

@@ -51,8 +51,8 @@ def make_dead_letters(db: Path, failing: int = 3, ghosts: int = 0) -> None:
         broker.enqueue_many([liteq.Message("bulk", "ghost", (n,), {}, {})
                              for n in range(ghosts)])
         with running_worker(broker):
-            broker.join("failing", timeout=30000)
-            broker.join("bulk", timeout=60000)
+            broker.join("failing", timeout=30000, fail_fast=False)
+            broker.join("bulk", timeout=60000, fail_fast=False)
     finally:
         broker.close()
 

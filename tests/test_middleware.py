@@ -13,7 +13,7 @@ from helpers import running_worker, wait_for
 import liteq
 from liteq.brokers.stub import StubBroker
 from liteq.common import compute_backoff, current_millis
-from liteq.errors import Retry, Shutdown, TimeLimitExceeded
+from liteq.errors import Retry, Shutdown, SkipMessage, TimeLimitExceeded
 from liteq.middleware import (
     AgeLimit,
     Callbacks,
@@ -284,7 +284,9 @@ def test_age_limit_skips_old_messages_into_dead_letters() -> None:
     broker.enqueue(stale_zero)
     perishable.send("fresh")
     with running_worker(broker, worker_threads=1):
-        broker.join("default", timeout=10000)
+        # join fails fast with the skipped message's own exception, as in Dramatiq.
+        with pytest.raises(SkipMessage, match="Message age limit exceeded"):
+            broker.join("default", timeout=10000)
     assert calls == ["fresh"]
     assert {p.message_id for p in broker.dead_letters} == {
         stale.message_id, stale_zero.message_id
@@ -301,7 +303,7 @@ def test_age_limit_from_middleware_default() -> None:
 
     broker.enqueue(task.message().copy(message_timestamp=current_millis() - 2000))
     with running_worker(broker, worker_threads=1):
-        broker.join("default", timeout=10000)
+        broker.join("default", timeout=10000, fail_fast=False)
     assert calls == []
     assert len(broker.dead_letters) == 1
 

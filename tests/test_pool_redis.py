@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from helpers import wait_for
-from test_pool import Pool
+from pools import Pool
 
 import liteq
 from liteq.message import Message

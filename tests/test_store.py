@@ -327,7 +327,7 @@ def test_dead_letters_can_be_purged_with_progress(sqlite_broker):
     for _ in range(3):
         boom.send()
     with running_worker(sqlite_broker, worker_threads=2):
-        sqlite_broker.join("default", timeout=10000)
+        sqlite_broker.join("default", timeout=10000, fail_fast=False)
     seen = []
     assert sqlite_broker.purge_dead_letters(progress=seen.append) == 3
     assert seen == [3]
@@ -512,7 +512,7 @@ def test_unknown_actor_and_undecodable_bodies_are_dead_lettered_with_the_reason(
     sqlite_broker.db.execute(schema.INSERT_MESSAGE, (
         "default", schema.READY, 0, 0, "x", b"\xff not json", 0))
     with running_worker(sqlite_broker, worker_threads=1):
-        sqlite_broker.join("default", timeout=10000)
+        sqlite_broker.join("default", timeout=10000, fail_fast=False)
     reasons = sorted(d.reason for d in sqlite_broker.list_dead_letters())
     assert len(reasons) == 2
     assert reasons[0].startswith("ActorNotFound: actor 'ghost'")
@@ -533,7 +533,7 @@ def test_pickle_is_signed_and_a_forged_body_is_never_unpickled(sqlite_broker):
         sqlite_broker.db.execute(schema.INSERT_MESSAGE, (
             "default", schema.READY, 0, 0, "y", forged, 0))
         with running_worker(sqlite_broker, worker_threads=1):
-            sqlite_broker.join("default", timeout=10000)
+            sqlite_broker.join("default", timeout=10000, fail_fast=False)
     finally:
         liteq.set_encoder(liteq.JSONEncoder())
     assert ran == [{1, 2}]
@@ -567,7 +567,7 @@ def test_registry_publishes_recent_run_times_and_failures(sqlite_broker):
     for fail in (False, False, True):
         maybe.send(fail)
     with running_worker(sqlite_broker, worker_threads=1):
-        sqlite_broker.join("default", timeout=10000)
+        sqlite_broker.join("default", timeout=10000, fail_fast=False)
         wait_for(lambda: sqlite_broker.workers()
                  and sqlite_broker.workers()[0]["processed"] == 3, timeout=5)
         [entry] = sqlite_broker.workers()

@@ -196,7 +196,7 @@ def test_json_is_the_stats_snapshot_with_the_figures_of_the_work_done(tmp_path):
                             delay=3_600_000)
         with running_worker(broker, queues=["default", "failing"]):
             broker.join("default", timeout=30000)
-            broker.join("failing", timeout=30000)
+            broker.join("failing", timeout=30000, fail_fast=False)
             wait_for(lambda: [(w["processed"], w["failed"]) for w in broker.workers()]
                      == [(47, 7)], timeout=10)
             top = run_cli(db, "top", "--json")

@@ -5,14 +5,13 @@ from __future__ import annotations
 import heapq
 import itertools
 import threading
-import time
 from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
 from ..broker import Broker, Consumer, MessageProxy
 from ..common import current_millis
-from ..errors import DecodeError, QueueJoinTimeout, QueueNotFound
+from ..errors import DecodeError, QueueNotFound
 from ..message import Message
 from ..middleware.middleware import Middleware
 
@@ -26,8 +25,8 @@ class StubBroker(Broker):
         self._seq = itertools.count()
         self._unfinished: dict[str, int] = defaultdict(int)
         self.dead_letters_by_queue: dict[str, list[MessageProxy]] = defaultdict(list)
-        self.fail_fast_default = fail_fast_default
         super().__init__(middleware)
+        self.fail_fast_default = fail_fast_default
 
     def _create_queue(self, queue_name: str) -> list[Any]:
         return []
@@ -68,22 +67,13 @@ class StubBroker(Broker):
     def dead_letters(self) -> list[MessageProxy]:
         return [p for proxies in self.dead_letters_by_queue.values() for p in proxies]
 
-    def join(self, queue_name: str, *, timeout: int | None = None,
-             fail_fast: bool | None = None) -> None:
-        """Wait until ``queue_name`` has nothing ready, delayed or running."""
-        if queue_name not in self.queues:
-            raise QueueNotFound(f"queue {queue_name!r} is not declared on this broker")
-        deadline = None if timeout is None else time.monotonic() + timeout / 1000
-        with self._cond:
-            while self._unfinished[queue_name] > 0:
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    raise QueueJoinTimeout(f"queue {queue_name!r} did not drain in time")
-                self._cond.wait(0.1 if remaining is None else min(remaining, 0.1))
-        if fail_fast if fail_fast is not None else self.fail_fast_default:
-            for proxy in self.dead_letters_by_queue[queue_name]:
-                if proxy._exception is not None:
-                    raise proxy._exception
+    def _queue_busy(self, queue_name: str) -> bool:
+        return self._unfinished[queue_name] > 0
+
+    def _first_failure(self, queue_name: str) -> BaseException | None:
+        for proxy in self.dead_letters_by_queue.get(queue_name, ()):
+            return proxy._exception or Exception("Message failed with unknown error")
+        return None
 
 
 class StubConsumer(Consumer):

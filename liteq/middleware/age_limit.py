@@ -43,4 +43,4 @@ class AgeLimit(Middleware):
                 message.message_id, message.actor_name, age, max_age,
             )
             message.fail()
-            raise SkipMessage(f"message is older than {max_age} ms")
+            raise SkipMessage("Message age limit exceeded")

@@ -86,7 +86,7 @@ class Results(Middleware):
     def after_nack(self, broker: Broker, message: Any) -> None:
         store, ttl = self._options(broker, message)
         if store and message.failed:
-            exception = message._exception or Exception("the message failed")
+            exception = message._exception or Exception("unknown")
             self.backend.store_exception(message, exception, ttl)
 
 

@@ -25,7 +25,7 @@ def stub(request: pytest.FixtureRequest) -> Made:
 
 def sqlite(request: pytest.FixtureRequest) -> Made:
     path = request.getfixturevalue("tmp_path") / "contract.db"
-    broker = liteq.SqliteBroker(str(path))
+    broker = liteq.SqliteBroker(str(path), fail_fast_default=False)
     return broker, broker.close
 
 
