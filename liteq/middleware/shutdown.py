@@ -7,6 +7,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from ..errors import Shutdown
+from ..options import owned_by, resolve
 from .middleware import Middleware
 from .threading import raise_thread_exception
 
@@ -29,13 +30,11 @@ class ShutdownNotifications(Middleware):
 
     @property
     def actor_options(self) -> set[str]:
-        return {"notify_shutdown"}
+        return owned_by("ShutdownNotifications")
 
     def before_process_message(self, broker: Broker, message: MessageProxy) -> None:
         actor = broker.get_actor(message.actor_name)
-        notify = message.options.get(
-            "notify_shutdown", actor.options.get("notify_shutdown", self.notify_shutdown)
-        )
+        notify = resolve("notify_shutdown", message.options, actor.options, self.notify_shutdown)
         if notify:
             with self._lock:
                 self._threads[threading.get_ident()] = message.message_id
