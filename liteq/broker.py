@@ -204,7 +204,8 @@ class Broker:
             self.logger.warning("middleware %s was added twice", type(middleware).__name__)
         self.actor_options |= middleware.actor_options
         for name in middleware.actor_options | middleware.message_options:
-            self.message_options.setdefault(name, None)
+            if name not in opts.OPTIONS:
+                self.message_options[name] = None
         self._rebuild_hooks()
         for actor_name in self.actors:
             middleware.after_declare_actor(self, self.actors[actor_name])

@@ -37,10 +37,10 @@ NO_OPTIONS: Mapping[str, Any] = MappingProxyType({})
 class Rule(enum.Enum):
     """How a middleware picks an option's value from the message, the actor and its default."""
 
-    OR = "message or actor, else default (a falsy message value falls through)"
-    GET = "message if set, else actor if set, else default"
-    FIRST_SET = "first of message, actor, default that is not None"
-    ACTOR = "actor if set, else default (never read from the message)"
+    OR = "message `or` actor, else default (a falsy message value falls through)"
+    GET = "message, else actor, else default (any value set wins, even 0)"
+    FIRST_SET = "message, else actor, else default (None falls through)"
+    ACTOR = "actor, else default (a message value is not read)"
     MESSAGE = "message only"
 
 
@@ -158,11 +158,11 @@ OPTIONS: Mapping[str, Option] = MappingProxyType(_table(
     Option("store_results", "Results", "a bool", _bool, Rule.GET, True, True),
     Option("result_ttl", "Results", "milliseconds (an int >= 0)", _int(0), Rule.GET,
            True, True),
-    Option("priority", "broker", f"an int from {INT64_MIN} to {INT64_MAX} (larger runs first)",
-           _int(INT64_MIN), Rule.FIRST_SET, False, True),
+    Option("priority", "broker", "a signed 64-bit int (larger runs first; else the actor's "
+           "priority= argument)", _int(INT64_MIN), Rule.FIRST_SET, False, True),
     Option("broker_priority", "broker", "an int from 0 to 255 (RabbitMQ's priority)",
            _int(0, 255, none=True), Rule.MESSAGE, False, True),
-    Option("eta", "broker", f"epoch milliseconds (an int from 0 to {INT64_MAX})", _int(0),
+    Option("eta", "broker", "epoch milliseconds (an int from 0 to 2**63 - 1)", _int(0),
            Rule.MESSAGE, False, True, "brokers, for delayed messages"),
     Option("delay", "Pipelines", "milliseconds (a number >= 0)", _ms(none=True), Rule.MESSAGE,
            False, True),
@@ -223,7 +223,7 @@ def check_send(options: Mapping[str, Any], accepted: Mapping[str, Option | None]
     for name, value in options.items():
         option = accepted.get(name, _UNKNOWN)
         if option is _UNKNOWN:
-            raise InvalidOption(_unknown_message_option(name, accepted))
+            raise InvalidOption(_unknown_message_option(name, value, accepted))
         if option is not None and not option.check(value):
             option.validate(value)
 
@@ -231,14 +231,15 @@ def check_send(options: Mapping[str, Any], accepted: Mapping[str, Option | None]
 _UNKNOWN: Any = object()
 
 
-def _unknown_message_option(name: str, accepted: Iterable[str]) -> str:
+def _unknown_message_option(name: str, value: Any, accepted: Iterable[str]) -> str:
     if name in OPTIONS:
         return (f"option {name!r} cannot be given to a message: {OPTIONS[name].owner} reads "
                 f"it from the actor only")
     known = sorted(accepted)
     close = difflib.get_close_matches(name, known, n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
-    return (f"unknown message option {name!r}{hint}; known options: {', '.join(known)}. "
+    return (f"unknown message option {name!r}={show(value)}{hint}; known options: "
+            f"{', '.join(known)}. "
             "A custom middleware declares its own in message_options or actor_options")
 
 
@@ -263,3 +264,14 @@ def check_actor(options: Mapping[str, Any], accepted: set[str]) -> None:
     if unknown:
         raise InvalidOption(unknown_actor_options(unknown, accepted))
     check_values(options)
+
+
+def markdown_table() -> str:
+    """The table as Markdown, for the README (a test keeps the two equal)."""
+    lines = ["| option | owner | accepts | resolved | on actor | at send | written by |",
+             "|---|---|---|---|---|---|---|"]
+    for o in OPTIONS.values():
+        lines.append(f"| `{o.name}` | {o.owner} | {o.accepts} | {o.rule.value} | "
+                     f"{'yes' if o.on_actor else 'no'} | {'yes' if o.at_send else 'no'} | "
+                     f"{o.written_by or '-'} |")
+    return "\n".join(lines)
