@@ -78,11 +78,16 @@ class Message(Generic[R]):
         fields = get_encoder().decode(data)
         if not isinstance(fields, dict) or fields.keys() != ENVELOPE_FIELDS:
             raise DecodeError(f"not a message envelope: {data[:200]!r}", data)
-        for name, kind in _FIELD_TYPES:
-            if type(fields[name]) not in kind:
-                raise DecodeError(
-                    f"bad message envelope: {name} must be {kind[0].__name__}, "
-                    f"got {show(fields[name])}", data)
+        f = fields
+        if not (type(f["queue_name"]) is str and type(f["actor_name"]) is str
+                and type(f["options"]) is dict and type(f["kwargs"]) is dict
+                and type(f["message_id"]) is str and type(f["message_timestamp"]) is int
+                and type(f["args"]) in (list, tuple)):
+            for name, kind in _FIELD_TYPES:
+                if type(fields[name]) not in kind:
+                    raise DecodeError(
+                        f"bad message envelope: {name} must be {kind[0].__name__}, "
+                        f"got {show(fields[name])}", data)
         try:
             if fields["options"]:
                 check_values(fields["options"])
