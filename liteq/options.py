@@ -200,6 +200,12 @@ def resolve(name: str, message: Mapping[str, Any], actor: Mapping[str, Any] = NO
     return message.get(name, default)
 
 
+def check_defaults(**defaults: Any) -> None:
+    """Validate a middleware's defaults by the table (``InvalidOption`` when one is bad)."""
+    for name, value in defaults.items():
+        OPTIONS[name].validate(value)
+
+
 def owned_by(owner: str) -> set[str]:
     """The actor options of middleware ``owner`` (its ``actor_options``)."""
     return {o.name for o in OPTIONS.values() if o.owner == owner and o.on_actor}

@@ -160,6 +160,27 @@ def test_actor_options_are_checked_by_the_same_table(sqlite_broker):
     assert sqlite_broker.get_declared_actors() == set()
 
 
+def test_middleware_defaults_are_checked_by_the_same_table():
+    from liteq.middleware import AgeLimit, ShutdownNotifications, TimeLimit
+    from liteq.results import Results
+    from liteq.results.backends.stub import StubBackend
+
+    with pytest.raises(InvalidOption, match="'max_retries'.*'3'"):
+        Retries(max_retries="3")  # type: ignore[arg-type]
+    with pytest.raises(InvalidOption, match="'min_backoff'"):
+        Retries(min_backoff=-1)
+    with pytest.raises(InvalidOption, match="'max_age'"):
+        AgeLimit(max_age="1h")  # type: ignore[arg-type]
+    with pytest.raises(InvalidOption, match="'time_limit'"):
+        TimeLimit(time_limit=-1)
+    with pytest.raises(InvalidOption, match="'notify_shutdown'"):
+        ShutdownNotifications(notify_shutdown="yes")  # type: ignore[arg-type]
+    with pytest.raises(InvalidOption, match="'result_ttl'"):
+        Results(backend=StubBackend(), result_ttl=-5)
+    TimeLimit(time_limit=float("inf"))
+    Retries(max_retries=None)
+
+
 def test_a_custom_middlewares_options_are_accepted_only_where_it_is_added(sqlite_broker):
     class Tenancy(Middleware):
         @property

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from ..common import current_millis
 from ..errors import SkipMessage
-from ..options import owned_by, resolve
+from ..options import check_defaults, owned_by, resolve
 from .middleware import Middleware
 
 if TYPE_CHECKING:
@@ -24,6 +24,7 @@ class AgeLimit(Middleware):
     """
 
     def __init__(self, *, max_age: int | None = None) -> None:
+        check_defaults(max_age=max_age)
         self.max_age = max_age
 
     @property

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..common import compute_backoff, current_millis
 from ..errors import Retry
-from ..options import owned_by, resolve
+from ..options import check_defaults, owned_by, resolve
 from .middleware import Middleware
 
 if TYPE_CHECKING:
@@ -42,6 +42,8 @@ class Retries(Middleware):
         self.min_backoff = 15000 if min_backoff is None else min_backoff
         self.max_backoff = 604800000 if max_backoff is None else max_backoff
         self.retry_when = retry_when
+        check_defaults(max_retries=max_retries, min_backoff=self.min_backoff,
+                       max_backoff=self.max_backoff, retry_when=retry_when)
 
     @property
     def actor_options(self) -> set[str]:

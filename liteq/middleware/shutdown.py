@@ -7,7 +7,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from ..errors import Shutdown
-from ..options import owned_by, resolve
+from ..options import check_defaults, owned_by, resolve
 from .middleware import Middleware
 from .threading import raise_thread_exception
 
@@ -24,6 +24,7 @@ class ShutdownNotifications(Middleware):
     """
 
     def __init__(self, notify_shutdown: bool = False) -> None:
+        check_defaults(notify_shutdown=notify_shutdown)
         self.notify_shutdown = notify_shutdown
         self._lock = threading.Lock()
         self._threads: dict[int, str] = {}

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..errors import TimeLimitExceeded
-from ..options import owned_by, resolve
+from ..options import check_defaults, owned_by, resolve
 from .middleware import Middleware
 from .threading import raise_thread_exception
 
@@ -41,6 +41,7 @@ class TimeLimit(Middleware):
     """
 
     def __init__(self, *, time_limit: float = 600000, interval: int = 1000) -> None:
+        check_defaults(time_limit=time_limit)
         self.time_limit = time_limit
         self.interval = interval
         self._pid = 0

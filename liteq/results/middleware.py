@@ -11,7 +11,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from ..middleware.middleware import Middleware
-from ..options import owned_by, resolve
+from ..options import check_defaults, owned_by, resolve
 from .backend import ResultBackend
 
 if TYPE_CHECKING:
@@ -40,6 +40,7 @@ class Results(Middleware):
         self._lock = threading.Lock()
         self.store_results = store_results
         self.result_ttl = DEFAULT_RESULT_TTL if result_ttl is None else result_ttl
+        check_defaults(store_results=store_results, result_ttl=self.result_ttl)
 
     @property
     def actor_options(self) -> set[str]:
