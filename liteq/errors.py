@@ -47,7 +47,7 @@ class InvalidOption(LiteqError, ValueError):
     """An actor or message option is unknown or has a bad value."""
 
 
-class HookFailed(LiteqError):  # noqa: N818 - says what happened, like Dramatiq's names
+class HookFailed(LiteqError):
     """A middleware hook raised while handling a failed message, which is dead-lettered."""
 
 
