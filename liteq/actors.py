@@ -6,13 +6,15 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from .broker import Broker, get_broker
 from .common import validate_delay, validate_priority, validate_queue_name
+from .errors import InvalidOption
 from .message import Message
+from .options import check_send, show
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -48,17 +50,29 @@ class Actor(Generic[P, R]):
     def message_with_options(
         self, *, args: tuple = (), kwargs: dict[str, Any] | None = None, **options: Any
     ) -> Message[R]:
-        """Build a message with per-message options (callbacks given as actors become names)."""
+        """Build a message with per-message options (callbacks given as actors become names).
+
+        Raises ``InvalidOption`` for an option name the broker does not know (a typo), a
+        bad option value, ``args`` that are not a list or tuple, or ``kwargs`` that are not
+        a mapping with str keys.
+        """
+        if type(args) is not tuple and (isinstance(args, (str, bytes)) or not isinstance(
+                args, (list, tuple))):
+            raise InvalidOption(f"args must be a tuple or a list, got {show(args)}")
+        if kwargs is None:
+            kwargs = {}
+        elif type(kwargs) is not dict or kwargs and not all(type(k) is str for k in kwargs):
+            if not isinstance(kwargs, Mapping) or not all(type(k) is str for k in kwargs):
+                raise InvalidOption(
+                    f"kwargs must be a mapping of str to values, got {show(kwargs)}")
+            kwargs = dict(kwargs)
         if options:
             for name in ("on_success", "on_failure", "on_retry_exhausted"):
                 target = options.get(name)
                 if isinstance(target, Actor):
                     options[name] = target.actor_name
-                elif target is not None and not isinstance(target, str):
-                    raise TypeError(f"{name} must be an Actor or an actor name, got {target!r}")
-            if "priority" in options:
-                validate_priority(options["priority"])
-        return Message(self.queue_name, self.actor_name, args, kwargs or {}, options)
+            check_send(options, self.broker.message_options)
+        return Message(self.queue_name, self.actor_name, args, kwargs, options)
 
     def send(self, *args: P.args, **kwargs: P.kwargs) -> Message[R]:
         """Enqueue a call of this actor; returns the message the worker will receive."""

@@ -10,12 +10,12 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from . import options as opts
 from .common import (
     current_millis,
     dq_name,
     q_name,
     validate_delay,
-    validate_priority,
     validate_queue_name,
 )
 from .errors import (
@@ -180,6 +180,8 @@ class Broker:
         self.queues: dict[str, Any] = {}
         self.delay_queues: set[str] = set()
         self.actor_options: set[str] = set()
+        #: Option name -> its table entry, or None for a custom middleware's (any value).
+        self.message_options: dict[str, opts.Option | None] = opts.send_options()
         self.middleware: list[Middleware] = []
         self._failures: dict[str, list[BaseException]] = {}
         self._hooks: dict[str, list[Any]] = {hook: [] for hook in HOOKS}
@@ -206,6 +208,9 @@ class Broker:
         if sum(type(m) is type(middleware) for m in self.middleware) > 1:
             self.logger.warning("middleware %s was added twice", type(middleware).__name__)
         self.actor_options |= middleware.actor_options
+        for name in middleware.actor_options | middleware.message_options:
+            if name not in opts.OPTIONS:
+                self.message_options[name] = None
         self._rebuild_hooks()
         for actor_name in self.actors:
             middleware.after_declare_actor(self, self.actors[actor_name])
@@ -245,9 +250,7 @@ class Broker:
         """Register ``actor`` and declare its queue; a second actor of the same name is refused."""
         if actor.actor_name in self.actors:
             raise ValueError(f"an actor named {actor.actor_name!r} is already declared")
-        unknown = set(actor.options) - self.actor_options
-        if unknown:
-            raise InvalidOption(_unknown_options_message(unknown, self))
+        opts.check_actor(actor.options, self.actor_options)
         self.emit_before("declare_actor", actor)
         self.declare_queue(actor.queue_name)
         self.actors[actor.actor_name] = actor
@@ -275,26 +278,30 @@ class Broker:
     def prepare_message(self, message: Message, delay: int | None) -> tuple[Message, int, int]:
         """Validate ``message``; return it (with ``eta`` if delayed), its ETA and priority.
 
-        Raises before anything is written: unknown queue, bad delay or priority.
+        Raises ``InvalidOption`` before anything is written: bad delay, kwargs or option
+        value (by the option table; names it does not know pass, as a message from another
+        producer may carry them); ``QueueNotFound`` for an undeclared queue.
         """
         if message.queue_name not in self.queues:
             raise QueueNotFound(f"queue {message.queue_name!r} is not declared on this broker")
+        if type(message.kwargs) is not dict:
+            raise InvalidOption(f"kwargs must be a dict, got {opts.show(message.kwargs)}")
         delay = validate_delay(delay)
         options = message.options
+        if type(options) is not dict:
+            raise InvalidOption(f"options must be a dict, got {opts.show(options)}")
+        if options:
+            opts.check_values(options)
         if delay is not None:
             message = message.copy(options={"eta": current_millis() + delay})
             options = message.options
         eta = options.get("eta")
         if eta is None:
             eta = current_millis()
-        elif isinstance(eta, bool) or not isinstance(eta, int):
-            raise InvalidOption(f"eta must be integer milliseconds, got {eta!r}")
         priority = options.get("priority")
         if priority is None:
             actor = self.actors.get(message.actor_name)
             priority = actor.priority if actor is not None else 0
-        else:
-            validate_priority(priority)
         return message, eta, priority
 
     def consume(self, queue_names: str | Iterable[str], *, prefetch: int = 1,
@@ -384,21 +391,6 @@ class Broker:
 
     def close(self) -> None:
         """Release connections; the broker is unusable afterwards."""
-
-
-def _unknown_options_message(unknown: set[str], broker: Broker) -> str:
-    from .middleware import known_option_owners
-
-    parts = []
-    for name in sorted(unknown):
-        owner = known_option_owners().get(name)
-        hint = f" (add the {owner} middleware to the broker)" if owner else ""
-        parts.append(f"{name!r}{hint}")
-    return (
-        "unknown actor option(s): " + ", ".join(parts)
-        + f"; this broker accepts {sorted(broker.actor_options)}"
-        + ". Did you forget to add a middleware?"
-    )
 
 
 _lock = threading.Lock()

@@ -8,6 +8,7 @@ import time
 from datetime import timedelta
 
 from .errors import InvalidOption, InvalidQueueName
+from .options import INT64_MAX, INT64_MIN, OPTIONS
 
 _QUEUE_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9._-]*")
 
@@ -58,14 +59,17 @@ def compute_backoff(
 
 
 def validate_priority(priority: object) -> int:
-    """Return ``priority`` or raise ``InvalidOption`` if it is not an integer."""
-    if isinstance(priority, bool) or not isinstance(priority, int):
-        raise InvalidOption(f"priority must be an integer, got {priority!r}")
-    return priority
+    """Return ``priority`` or raise ``InvalidOption`` unless it is an int SQLite can store."""
+    if type(priority) is not int or not INT64_MIN <= priority <= INT64_MAX:
+        OPTIONS["priority"].validate(priority)
+    return priority  # type: ignore[return-value]
 
 
 def validate_delay(delay: object) -> int | None:
-    """Return ``delay`` in ms (int or timedelta) or raise ``InvalidOption``."""
+    """Return ``delay`` in ms (int, float or timedelta) or raise ``InvalidOption``.
+
+    A delay must leave the ETA (now + delay) within SQLite's signed 64-bit integers.
+    """
     if delay is None:
         return None
     if isinstance(delay, timedelta):
@@ -74,4 +78,8 @@ def validate_delay(delay: object) -> int | None:
         raise InvalidOption(f"delay must be a number of milliseconds, got {delay!r}")
     if delay < 0:
         raise InvalidOption(f"delay must not be negative, got {delay!r}")
+    if delay > INT64_MAX - current_millis():
+        raise InvalidOption(
+            f"delay {delay!r} ms is too large: the ETA must stay below {INT64_MAX} ms"
+        )
     return int(delay)

@@ -47,6 +47,10 @@ class InvalidOption(LiteqError, ValueError):
     """An actor or message option is unknown or has a bad value."""
 
 
+class HookFailed(LiteqError):
+    """A middleware hook raised while handling a failed message, which is dead-lettered."""
+
+
 class BrokerConnectionError(BrokerError):
     """The broker could not be reached."""
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from .encoder import get_encoder
 from .errors import DecodeError
+from .options import ENVELOPE_FIELDS, check_values, show
 
 if TYPE_CHECKING:
     from .composition import pipeline
@@ -17,9 +18,12 @@ if TYPE_CHECKING:
 
 R = TypeVar("R")
 
-_FIELDS = frozenset((
-    "queue_name", "actor_name", "args", "kwargs", "options", "message_id", "message_timestamp",
-))
+#: The type each envelope field must have when decoded (the first one is named in errors).
+_FIELD_TYPES = (
+    ("queue_name", (str,)), ("actor_name", (str,)), ("args", (list, tuple)),
+    ("kwargs", (dict,)), ("options", (dict,)), ("message_id", (str,)),
+    ("message_timestamp", (int,)),
+)
 
 
 def generate_unique_id() -> str:
@@ -65,11 +69,28 @@ class Message(Generic[R]):
 
     @classmethod
     def decode(cls, data: bytes) -> Message:
-        """Build a message from bytes made by :meth:`encode`; raises ``DecodeError``."""
+        """Build a message from bytes made by :meth:`encode`; raises ``DecodeError``.
+
+        An envelope liteq cannot trust is refused, saying why: a field of the wrong type
+        (``options`` or ``kwargs`` not an object, ``args`` not a list, ...) or an option
+        of liteq's table with a bad value. Option names liteq does not know are kept.
+        """
         fields = get_encoder().decode(data)
-        if not isinstance(fields, dict) or fields.keys() != _FIELDS:
+        if not isinstance(fields, dict) or fields.keys() != ENVELOPE_FIELDS:
             raise DecodeError(f"not a message envelope: {data[:200]!r}", data)
+        f = fields
+        if not (type(f["queue_name"]) is str and type(f["actor_name"]) is str
+                and type(f["options"]) is dict and type(f["kwargs"]) is dict
+                and type(f["message_id"]) is str and type(f["message_timestamp"]) is int
+                and type(f["args"]) in (list, tuple)):
+            for name, kind in _FIELD_TYPES:
+                if type(fields[name]) not in kind:
+                    raise DecodeError(
+                        f"bad message envelope: {name} must be {kind[0].__name__}, "
+                        f"got {show(fields[name])}", data)
         try:
+            if fields["options"]:
+                check_values(fields["options"])
             return cls(**fields)
         except Exception as e:
             raise DecodeError(f"bad message envelope: {e}", data, e) from e

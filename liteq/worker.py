@@ -26,7 +26,7 @@ from .asyncio import EventLoopThread, get_event_loop_thread, set_event_loop_thre
 from .board import RunningBoard
 from .broker import Broker, Consumer, MessageProxy
 from .common import current_millis
-from .errors import ActorNotFound, Interrupt, RateLimitExceeded, Retry, SkipMessage
+from .errors import ActorNotFound, HookFailed, Interrupt, RateLimitExceeded, Retry, SkipMessage
 
 logger = logging.getLogger("liteq.worker")
 
@@ -356,7 +356,7 @@ class WorkerThread(threading.Thread):
                                         exc)
             self._log_failure(proxy, exc)
             proxy.stuff_exception(exc)
-            broker.emit_after("process_message", proxy, exception=exc)
+            self._after_failure(broker, proxy, exc)
         finally:
             if lease_log.enabled:
                 lease_log.run("end", proxy)
@@ -369,6 +369,26 @@ class WorkerThread(threading.Thread):
             if (consumer_thread is not None and consumer_thread.idle
                     and self.worker.work.qsize() <= self.worker.worker_threads):
                 consumer_thread.consumer.wakeup()
+
+    @staticmethod
+    def _after_failure(broker: Broker, proxy: MessageProxy, exc: BaseException) -> None:
+        """Run the after_process_message hooks of a failed message. A hook that raises
+        must not turn the failure into a success: the message is then dead-lettered with
+        the hook's error and the original one as its reason (the other hooks still run)."""
+        for hook in broker.hooks("after_process_message"):
+            try:
+                hook(broker, proxy, exception=exc)
+            except Exception as hook_exc:
+                name = getattr(hook, "__qualname__", repr(hook))
+                logger.critical("%s failed while handling a failure of message %s",
+                                name, proxy._message.message_id, exc_info=True)
+                if not isinstance(proxy._exception, HookFailed):
+                    failure = HookFailed(
+                        f"{name} raised {type(hook_exc).__name__}: {hook_exc} while handling "
+                        f"{type(exc).__name__}: {exc}")
+                    failure.__cause__ = hook_exc
+                    proxy.stuff_exception(failure)
+                proxy.fail()
 
     @staticmethod
     def _log_failure(proxy: MessageProxy, exc: BaseException) -> None:

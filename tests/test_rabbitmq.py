@@ -87,7 +87,7 @@ def test_round_trip_the_worker_receives_what_was_sent(make_broker, queue):
     def add(x, y):
         received.append((x + y, liteq.middleware.CurrentMessage.get_current_message()))
 
-    sent = add.send_with_options(args=(1, 2), kwargs={}, extra_note="hi")
+    sent = add.send_with_options(args=(1, 2), kwargs={}, max_age=3600000)
     with running_worker(broker, worker_threads=2):
         broker.join(queue, timeout=20000)
     [(total, message)] = received
@@ -284,6 +284,23 @@ def test_an_undecodable_body_is_dead_lettered(make_broker, queue, channel):
     with running_worker(broker, worker_threads=1):
         wait_for(lambda: ran == [1], timeout=20)
         wait_for(lambda: broker.get_queue_message_counts(queue)[2] == 1, timeout=20)
+
+
+def test_an_envelope_liteq_cannot_trust_is_dead_lettered_not_run(make_broker, queue, channel):
+    broker = make_broker()
+    ran = []
+
+    @liteq.actor(broker=broker, queue_name=queue)
+    def job():
+        ran.append(1)
+
+    broker.get_queue_message_counts(queue)
+    envelope = job.message().asdict()
+    for change in ({"options": None}, {"options": []}, {"options": {"max_retries": "3"}}):
+        channel.basic_publish("", queue, json.dumps({**envelope, **change}).encode())
+    with running_worker(broker, worker_threads=1):
+        wait_for(lambda: broker.get_queue_message_counts(queue)[2] == 3, timeout=20)
+    assert ran == []
 
 
 def test_flush_drops_ready_and_delayed_messages(make_broker, queue):

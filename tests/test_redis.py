@@ -219,6 +219,22 @@ def test_undecodable_bodies_are_dead_lettered(broker, r, ns):
         consumer.close()
 
 
+def test_an_envelope_liteq_cannot_trust_is_dead_lettered_not_run(broker, r, ns):
+    broker.declare_queue("default")
+    envelope = Message("default", "x", (), {}, {}).asdict()
+    for rid, change in (("null", {"options": None}), ("list", {"options": []}),
+                        ("tampered", {"options": {"max_retries": "3"}})):
+        r.hset(f"{ns}:default.msgs", rid, json.dumps({**envelope, **change}).encode())
+        r.rpush(f"{ns}:default", rid)
+    consumer = broker.consume("default")
+    try:
+        assert consumer.exchange([], 10) == []
+        consumer.exchange([], 0)
+        assert sorted(r.zrange(f"{ns}:default.XQ", 0, -1)) == [b"list", b"null", b"tampered"]
+    finally:
+        consumer.close()
+
+
 def test_priority_is_ignored_with_one_warning(broker, caplog):
     @liteq.actor(priority=10)
     def job():

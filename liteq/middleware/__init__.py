@@ -7,6 +7,7 @@ from ..errors import (
     SkipMessage,
     TimeLimitExceeded,
 )
+from ..options import OPTIONS
 from .age_limit import AgeLimit
 from .asyncio import AsyncIO
 from .callbacks import Callbacks
@@ -24,16 +25,8 @@ default_middleware = [AgeLimit, TimeLimit, ShutdownNotifications, Callbacks, Pip
 
 
 def known_option_owners() -> dict[str, str]:
-    """Map each actor option of the built-in middleware to the middleware's name."""
-    from ..results import Results
-
-    owners: dict[str, str] = {}
-    for cls in (AgeLimit, TimeLimit, ShutdownNotifications, Callbacks, Pipelines, Retries):
-        for option in cls().actor_options:
-            owners[option] = cls.__name__
-    for option in ("store_results", "result_ttl"):
-        owners[option] = Results.__name__
-    return owners
+    """Map each actor option of liteq's option table to the middleware that reads it."""
+    return {o.name: o.owner for o in OPTIONS.values() if o.on_actor}
 
 
 __all__ = [

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..common import current_millis
 from ..errors import SkipMessage
+from ..options import check_defaults, owned_by, resolve
 from .middleware import Middleware
 
 if TYPE_CHECKING:
@@ -23,17 +24,16 @@ class AgeLimit(Middleware):
     """
 
     def __init__(self, *, max_age: int | None = None) -> None:
+        check_defaults(max_age=max_age)
         self.max_age = max_age
 
     @property
     def actor_options(self) -> set[str]:
-        return {"max_age"}
+        return owned_by("AgeLimit")
 
     def before_process_message(self, broker: Broker, message: MessageProxy) -> None:
         actor = broker.get_actor(message.actor_name)
-        max_age: Any = message.options.get("max_age") or actor.options.get(
-            "max_age", self.max_age
-        )
+        max_age = resolve("max_age", message.options, actor.options, self.max_age)
         if not max_age:
             return
         age = current_millis() - message.message_timestamp

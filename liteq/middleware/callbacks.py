@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ..options import owned_by, resolve
 from .middleware import Middleware
 
 if TYPE_CHECKING:
@@ -20,7 +21,7 @@ class Callbacks(Middleware):
 
     @property
     def actor_options(self) -> set[str]:
-        return {"on_success", "on_failure"}
+        return owned_by("Callbacks")
 
     def after_process_message(
         self, broker: Broker, message: MessageProxy, *, result: Any = None,
@@ -30,10 +31,10 @@ class Callbacks(Middleware):
         if actor is None:
             return
         if exception is None:
-            name = message.options.get("on_success", actor.options.get("on_success"))
+            name = resolve("on_success", message.options, actor.options)
             payload: Any = result
         else:
-            name = message.options.get("on_failure", actor.options.get("on_failure"))
+            name = resolve("on_failure", message.options, actor.options)
             payload = {"type": type(exception).__name__, "message": str(exception)}
         if name:
             target = broker.get_actor(_actor_name(name))

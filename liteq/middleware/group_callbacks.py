@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..message import Message
+from ..options import resolve
 from .middleware import Middleware
 
 if TYPE_CHECKING:
@@ -28,8 +29,8 @@ class GroupCallbacks(Middleware):
     ) -> None:
         if exception is not None or message.failed:
             return
-        group_id = message.options.get("group_completion_uuid")
-        callbacks = message.options.get("group_completion_callbacks")
+        group_id = resolve("group_completion_uuid", message.options)
+        callbacks = resolve("group_completion_callbacks", message.options)
         if not (group_id and callbacks):
             return
         from ..rate_limits import Barrier

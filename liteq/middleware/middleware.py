@@ -30,7 +30,15 @@ class Middleware:
 
     @property
     def actor_options(self) -> set[str]:
-        """The actor options this middleware reads."""
+        """The actor options this middleware reads (also accepted as message options)."""
+        return set()
+
+    @property
+    def message_options(self) -> set[str]:
+        """Message options this middleware reads or writes beyond its ``actor_options``.
+
+        Names of liteq's option table are validated by the table; others take any value.
+        """
         return set()
 
     @property

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..message import Message
+from ..options import owned_by, resolve
 from .middleware import Middleware
 
 if TYPE_CHECKING:
@@ -21,7 +22,7 @@ class Pipelines(Middleware):
 
     @property
     def actor_options(self) -> set[str]:
-        return {"pipe_ignore", "pipe_target"}
+        return owned_by("Pipelines")
 
     def after_process_message(
         self, broker: Broker, message: MessageProxy, *, result: Any = None,
@@ -29,12 +30,12 @@ class Pipelines(Middleware):
     ) -> None:
         if exception is not None or message.failed:
             return
-        target = message.options.get("pipe_target")
+        target = resolve("pipe_target", message.options)
         if target is None:
             return
         next_message = Message(**target)
         next_actor = broker.get_actor(next_message.actor_name)
-        ignore = next_message.options.get("pipe_ignore") or next_actor.options.get("pipe_ignore")
+        ignore = resolve("pipe_ignore", next_message.options, next_actor.options)
         if not ignore:
             next_message = next_message.copy(args=(*next_message.args, result))
-        broker.enqueue(next_message, delay=next_message.options.get("delay"))
+        broker.enqueue(next_message, delay=resolve("delay", next_message.options))

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..common import compute_backoff, current_millis
 from ..errors import Retry
+from ..options import check_defaults, owned_by, resolve
 from .middleware import Middleware
 
 if TYPE_CHECKING:
@@ -41,13 +42,12 @@ class Retries(Middleware):
         self.min_backoff = 15000 if min_backoff is None else min_backoff
         self.max_backoff = 604800000 if max_backoff is None else max_backoff
         self.retry_when = retry_when
+        check_defaults(max_retries=max_retries, min_backoff=self.min_backoff,
+                       max_backoff=self.max_backoff, retry_when=retry_when)
 
     @property
     def actor_options(self) -> set[str]:
-        return {
-            "max_retries", "min_backoff", "max_backoff", "retry_when", "throws",
-            "on_retry_exhausted",
-        }
+        return owned_by("Retries")
 
     def after_process_message(
         self, broker: Broker, message: MessageProxy, *, result: Any = None,
@@ -60,24 +60,21 @@ class Retries(Middleware):
             message.fail()
             return
 
-        def option(name: str, default: Any) -> Any:
-            return message.options.get(name, actor.options.get(name, default))
-
-        throws = message.options.get("throws") or actor.options.get("throws")
+        options, actor_options = message.options, actor.options
+        throws = resolve("throws", options, actor_options)
         if throws and isinstance(exception, throws):
             logger.info("%s raised %s, which it throws; not retrying message %s",
                         actor.actor_name, type(exception).__name__, message.message_id)
             message.fail()
             return
 
-        options = message.options
         retries = options.setdefault("retries", 0)
         options["retries"] += 1
         options["traceback"] = traceback.format_exc(limit=30)
         options["requeue_timestamp"] = current_millis()
 
-        max_retries = option("max_retries", self.max_retries)
-        retry_when = actor.options.get("retry_when", self.retry_when)
+        max_retries = resolve("max_retries", options, actor_options, self.max_retries)
+        retry_when = resolve("retry_when", options, actor_options, self.retry_when)
         if retry_when is not None:
             give_up = not retry_when(retries, exception)
         else:
@@ -86,7 +83,7 @@ class Retries(Middleware):
             logger.warning("giving up on message %s for %s after %d retries",
                            message.message_id, actor.actor_name, retries)
             message.fail()
-            exhausted = option("on_retry_exhausted", None)
+            exhausted = resolve("on_retry_exhausted", options, actor_options)
             if exhausted:
                 name = exhausted if isinstance(exhausted, str) else exhausted.actor_name
                 broker.get_actor(name).send(
@@ -97,8 +94,9 @@ class Retries(Middleware):
         if isinstance(exception, Retry) and exception.delay is not None:
             delay = exception.delay
         else:
-            min_backoff = option("min_backoff", self.min_backoff)
-            max_backoff = min(option("max_backoff", self.max_backoff), MAX_BACKOFF_CAP)
+            min_backoff = resolve("min_backoff", options, actor_options, self.min_backoff)
+            max_backoff = min(resolve("max_backoff", options, actor_options, self.max_backoff),
+                              MAX_BACKOFF_CAP)
             _, delay = compute_backoff(retries, factor=min_backoff, max_backoff=max_backoff)
         logger.info("retrying message %s for %s in %d ms", message.message_id,
                     actor.actor_name, delay)

@@ -7,6 +7,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from ..errors import Shutdown
+from ..options import check_defaults, owned_by, resolve
 from .middleware import Middleware
 from .threading import raise_thread_exception
 
@@ -23,19 +24,18 @@ class ShutdownNotifications(Middleware):
     """
 
     def __init__(self, notify_shutdown: bool = False) -> None:
+        check_defaults(notify_shutdown=notify_shutdown)
         self.notify_shutdown = notify_shutdown
         self._lock = threading.Lock()
         self._threads: dict[int, str] = {}
 
     @property
     def actor_options(self) -> set[str]:
-        return {"notify_shutdown"}
+        return owned_by("ShutdownNotifications")
 
     def before_process_message(self, broker: Broker, message: MessageProxy) -> None:
         actor = broker.get_actor(message.actor_name)
-        notify = message.options.get(
-            "notify_shutdown", actor.options.get("notify_shutdown", self.notify_shutdown)
-        )
+        notify = resolve("notify_shutdown", message.options, actor.options, self.notify_shutdown)
         if notify:
             with self._lock:
                 self._threads[threading.get_ident()] = message.message_id

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..errors import TimeLimitExceeded
+from ..options import check_defaults, owned_by, resolve
 from .middleware import Middleware
 from .threading import raise_thread_exception
 
@@ -40,6 +41,7 @@ class TimeLimit(Middleware):
     """
 
     def __init__(self, *, time_limit: float = 600000, interval: int = 1000) -> None:
+        check_defaults(time_limit=time_limit)
         self.time_limit = time_limit
         self.interval = interval
         self._pid = 0
@@ -51,7 +53,7 @@ class TimeLimit(Middleware):
 
     @property
     def actor_options(self) -> set[str]:
-        return {"time_limit"}
+        return owned_by("TimeLimit")
 
     def _ensure_watchdog(self) -> None:
         """Start the watchdog unless it runs in this process (a forked child starts its own)."""
@@ -117,9 +119,7 @@ class TimeLimit(Middleware):
 
     def before_process_message(self, broker: Broker, message: MessageProxy) -> None:
         actor = broker.get_actor(message.actor_name)
-        limit = message.options.get("time_limit") or actor.options.get(
-            "time_limit", self.time_limit
-        )
+        limit = resolve("time_limit", message.options, actor.options, self.time_limit)
         if not limit or math.isinf(limit):
             return
         if self._pid != os.getpid():

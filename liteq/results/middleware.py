@@ -11,6 +11,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from ..middleware.middleware import Middleware
+from ..options import check_defaults, owned_by, resolve
 from .backend import ResultBackend
 
 if TYPE_CHECKING:
@@ -39,10 +40,11 @@ class Results(Middleware):
         self._lock = threading.Lock()
         self.store_results = store_results
         self.result_ttl = DEFAULT_RESULT_TTL if result_ttl is None else result_ttl
+        check_defaults(store_results=store_results, result_ttl=self.result_ttl)
 
     @property
     def actor_options(self) -> set[str]:
-        return {"store_results", "result_ttl"}
+        return owned_by("Results")
 
     @property
     def backend(self) -> ResultBackend:
@@ -59,9 +61,8 @@ class Results(Middleware):
         if actor is None:
             return False, 0
         options = message.options
-        store = options.get("store_results", actor.options.get("store_results",
-                                                                self.store_results))
-        ttl = options.get("result_ttl", actor.options.get("result_ttl", self.result_ttl))
+        store = resolve("store_results", options, actor.options, self.store_results)
+        ttl = resolve("result_ttl", options, actor.options, self.result_ttl)
         return bool(store), ttl
 
     def after_declare_actor(self, broker: Broker, actor: Any) -> None:
