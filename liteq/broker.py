@@ -137,6 +137,14 @@ class Consumer:
     def requeue(self, messages: Iterable[MessageProxy]) -> None:
         """Return claimed-but-unstarted messages to their queue."""
 
+    def add_queue(self, queue_name: str) -> None:
+        """Also consume ``queue_name``, declared after this consumer started.
+
+        Called from any thread: the consumer's own thread takes it up on its next round
+        trip (brokers whose client is not thread-safe must not touch it here).
+        """
+        raise NotImplementedError
+
     def close(self) -> None:
         """Release the consumer's resources."""
 
@@ -218,6 +226,11 @@ class Broker:
             middleware.after_declare_queue(self, queue_name)
         for queue_name in self.delay_queues:
             middleware.after_declare_delay_queue(self, queue_name)
+
+    def remove_middleware(self, middleware: Middleware) -> None:
+        """Take ``middleware`` off this broker (its hooks stop being called)."""
+        self.middleware.remove(middleware)
+        self._rebuild_hooks()
 
     def _rebuild_hooks(self) -> None:
         for hook in HOOKS:

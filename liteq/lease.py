@@ -321,6 +321,12 @@ class SqliteConsumer(BatchConsumer):
             if proxy.failed and proxy._exception is not None:
                 self.broker.record_failure(proxy.handle[2], proxy._exception)
 
+    def add_queue(self, queue_name: str) -> None:
+        if queue_name not in self.queue_names:
+            self.queue_names = [*self.queue_names, queue_name]
+            self._dirty = True
+            self.wakeup()
+
     # -- the one-message interface (``next(consumer)``, ``ack``, ``nack``) -----------------
     def poll(self) -> MessageProxy | None:
         self._dirty = True

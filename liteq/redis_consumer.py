@@ -38,15 +38,11 @@ class RedisConsumer(BatchConsumer):
     def __init__(self, broker: RedisBroker, queue_names: list[str], *, prefetch: int,
                  timeout: int) -> None:
         self.broker = broker
-        self.queue_names = queue_names
-        self.delay_names = [dq_name(q) for q in queue_names]
         self.prefetch = prefetch
         self.timeout = timeout
         self.worker_id = broker.broker_id
-        ns = broker.namespace
-        self._notify_keys = [f"{ns}:__liteq__.notify.{q}" for q in queue_names]
-        self._wake_key = f"{ns}:__liteq__.wake.{uuid.uuid4()}"
-        self._all_queues = [n for q in queue_names for n in (q, dq_name(q))]
+        self._wake_key = f"{broker.namespace}:__liteq__.wake.{uuid.uuid4()}"
+        self._set_queues(list(queue_names))
         self._held: list[tuple[int, int, MessageProxy]] = []
         self._seq = itertools.count()
         self._bad: list[tuple[str, str]] = []
@@ -56,6 +52,20 @@ class RedisConsumer(BatchConsumer):
         self._blocking = False
         self._woken = False
         self._closed = False
+
+    def _set_queues(self, queue_names: list[str]) -> None:
+        """Consume ``queue_names``: every list a round trip or a wait reads, rebound."""
+        ns = self.broker.namespace
+        self.delay_names = [dq_name(q) for q in queue_names]
+        self._notify_keys = [f"{ns}:__liteq__.notify.{q}" for q in queue_names]
+        self._all_queues = [n for q in queue_names for n in (q, dq_name(q))]
+        self.queue_names = queue_names
+
+    def add_queue(self, queue_name: str) -> None:
+        if queue_name not in self.queue_names:
+            self._set_queues([*self.queue_names, queue_name])
+            self._hungry = True
+            self.wakeup()
 
     # -- the round trip ---------------------------------------------------------------------
     def exchange(self, done: list[MessageProxy], want: int) -> list[MessageProxy]:
@@ -88,12 +98,12 @@ class RedisConsumer(BatchConsumer):
                             message.message_timestamp)
             ops += ["P", dq, old, q_name(dq), rid, moved.encode()]
         queues = self.queue_names
-        if want > 0:
+        if want > 0 and queues:
             k = self._rotation % len(queues)
             self._rotation += 1
             ops += ["F", want, len(queues), *queues[k:], *queues[:k]]
         room = MAX_HELD_DELAYED - len(held)
-        if room > 0:
+        if room > 0 and self.delay_names:
             ops += ["F", room, len(self.delay_names), *self.delay_names]
         try:
             found = broker._call(ops, self.worker_id, "exchange messages",

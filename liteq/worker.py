@@ -27,6 +27,7 @@ from .board import RunningBoard
 from .broker import Broker, Consumer, MessageProxy
 from .common import current_millis
 from .errors import ActorNotFound, HookFailed, Interrupt, RateLimitExceeded, Retry, SkipMessage
+from .middleware.middleware import Middleware
 
 logger = logging.getLogger("liteq.worker")
 
@@ -68,6 +69,7 @@ class Worker:
         self.threads: list[WorkerThread] = []
         self.consumer_thread: ConsumerThread | None = None
         self._own_loop: EventLoopThread | None = None
+        self._declarations: _Declarations | None = None
         self.processed = 0
         self.failed = 0
         self.activity = Activity()
@@ -77,17 +79,20 @@ class Worker:
         return sorted(self.queues or self.broker.get_declared_queues())
 
     def start(self) -> None:
-        """Boot the threads; returns at once."""
+        """Boot the threads; returns at once.
+
+        Without ``queues``, queues declared later are consumed too, and an event-loop
+        thread starts when the first ``async def`` actor is declared (as in Dramatiq,
+        whose testing guide starts a worker before the test declares its actors).
+        """
         self.broker.emit_before("worker_boot", self)
-        if get_event_loop_thread() is None and any(
-            getattr(a, "is_async", False) for a in self.broker.actors.values()
-        ):
-            self._own_loop = EventLoopThread(logger)
-            self._own_loop.start(timeout=10)
-            set_event_loop_thread(self._own_loop)
+        if any(getattr(a, "is_async", False) for a in self.broker.actors.values()):
+            self._ensure_event_loop()
         self.consumer = self.broker.consume(
             self.queue_names, prefetch=self.prefetch, timeout=self.worker_timeout
         )
+        self._declarations = _Declarations(self)
+        self.broker.add_middleware(self._declarations)
         for i in range(self.worker_threads):
             thread = WorkerThread(self, i)
             thread.start()
@@ -96,6 +101,14 @@ class Worker:
         self.consumer_thread = ConsumerThread(self, self.consumer)
         self.consumer_thread.start()
         self.broker.emit_after("worker_boot", self)
+
+    def _ensure_event_loop(self) -> None:
+        """Run ``async def`` actors on an event-loop thread (this worker's own, unless
+        the process already has one)."""
+        if get_event_loop_thread() is None:
+            self._own_loop = EventLoopThread(logger)
+            self._own_loop.start(timeout=10)
+            set_event_loop_thread(self._own_loop)
 
     def describe(self) -> tuple[int, list[str], int, int, dict[str, Any]]:
         """(threads, actors running now, processed, failed, recent activity)."""
@@ -116,6 +129,9 @@ class Worker:
     def stop(self, timeout: int = 600000) -> None:
         """Stop claiming, requeue unstarted messages, give running ones ``timeout`` ms."""
         self.broker.emit_before("worker_shutdown", self)
+        if self._declarations is not None:
+            self.broker.remove_middleware(self._declarations)
+            self._declarations = None
         if self.consumer_thread:
             self.consumer_thread.shutdown(timeout / 1000)
         if self._own_loop is not None:
@@ -128,6 +144,24 @@ class Worker:
         """Wait until this worker's queues are drained (for tests)."""
         for name in self.queue_names:
             self.broker.join(name, fail_fast=False)
+
+
+class _Declarations(Middleware):
+    """Keeps a started worker up with declarations: a queue declared later is consumed
+    (unless the worker was given its queues), an ``async def`` actor gets a loop."""
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+
+    def after_declare_queue(self, broker: Broker, queue_name: str) -> None:
+        consumer = self.worker.consumer
+        if (self.worker.queues is None and consumer is not None
+                and queue_name not in getattr(consumer, "queue_names", ())):
+            consumer.add_queue(queue_name)
+
+    def after_declare_actor(self, broker: Broker, actor: Any) -> None:
+        if getattr(actor, "is_async", False):
+            self.worker._ensure_event_loop()
 
 
 class ConsumerThread(threading.Thread):

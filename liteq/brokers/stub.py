@@ -112,6 +112,11 @@ class StubConsumer(Consumer):
             return None
         return proxy
 
+    def add_queue(self, queue_name: str) -> None:
+        if queue_name not in self.queue_names:
+            self.queue_names = [*self.queue_names, queue_name]
+            self.wakeup()
+
     def wait(self, timeout: float) -> None:
         with self.broker._cond:
             self.broker._cond.wait(timeout)
