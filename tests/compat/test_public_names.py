@@ -28,7 +28,7 @@ dramatiq = pytest.importorskip("dramatiq")
 #: Dramatiq modules whose names are not compared, with the reason.
 NOT_COMPARED: dict[str, str] = {
     "dramatiq.__main__": "a script: `python -m liteq` runs liteq's CLI",
-    "dramatiq.cli": "CLI internals; the command line's flags are compared by the CLI tests",
+    "dramatiq.cli": "CLI internals: programs use the command line's flags, not these names",
     "dramatiq.canteen": "CLI internal: shared memory between Dramatiq's worker processes",
     "dramatiq.compat": "CLI internal: Dramatiq's log pipe between processes",
     "dramatiq.watcher": "CLI internal: Dramatiq's --watch on watchdog; liteq has its own",
