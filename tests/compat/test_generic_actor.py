@@ -7,8 +7,11 @@ queues declared after it started is a separate change (issue 9, first item).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
+from helpers import wait_for
+from pools import enqueue, record_count, records
 
 import liteq
 import liteq.broker
@@ -233,3 +236,34 @@ def test_a_generic_actor_name_can_be_declared_once(stub_broker: StubBroker) -> N
         class Job(liteq.GenericActor):  # type: ignore[no-redef]  # noqa: F811
             def perform(self) -> None:
                 pass
+
+
+GENERIC_TASKS = '''
+import os
+
+import liteq
+
+
+class RecordTask(liteq.GenericActor):
+    class Meta:
+        abstract = True
+        max_retries = 0
+
+    def perform(self, n):
+        with open(os.environ["LITEQ_TEST_RECORD"], "a") as f:
+            f.write(f"{self.prefix}{n} {os.getpid()}\\n")
+
+
+class Greet(RecordTask):
+    prefix = "greet-"
+'''
+
+
+def test_a_generic_actor_in_a_task_module_runs_under_liteq_worker(
+    tmp_path: Path, pools: Callable
+) -> None:
+    (tmp_path / "generic_tasks.py").write_text(GENERIC_TASKS)
+    enqueue(tmp_path, "Greet", [(1,), (2,)])
+    pools("--path", str(tmp_path), "--processes", "1", modules=("generic_tasks",))
+    wait_for(lambda: record_count(tmp_path) == 2, timeout=30)
+    assert sorted(n for n, _ in records(tmp_path)) == ["greet-1", "greet-2"]
