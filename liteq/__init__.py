@@ -1,6 +1,9 @@
 """liteq: Dramatiq's programming model with one SQLite file as the default broker."""
 
-from .actors import Actor, actor
+import warnings
+from typing import Any
+
+from .actor import Actor, actor
 from .broker import Broker, Consumer, MessageProxy, broker_from_url, get_broker, set_broker
 from .composition import group, pipeline
 from .encoder import Encoder, JSONEncoder, PickleEncoder, get_encoder, set_encoder
@@ -12,6 +15,7 @@ from .errors import (
     ConnectionFailed,
     DatabaseError,
     DecodeError,
+    DramatiqError,
     EncodeError,
     InvalidOption,
     InvalidQueueName,
@@ -23,20 +27,34 @@ from .errors import (
     Retry,
     SchemaTooNew,
 )
+from .generic import GenericActor
+from .logging import get_logger
 from .message import Message
 from .middleware import Middleware
 from .store import SqliteBroker
-from .worker import Worker
+from .worker import ConsumerThread, Worker, WorkerThread
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Actor", "ActorNotFound", "Broker", "BrokerConnectionError", "BrokerError",
-    "ConnectionClosed", "ConnectionFailed", "Consumer", "DatabaseError", "DecodeError",
-    "EncodeError", "Encoder", "InvalidOption", "InvalidQueueName", "JSONEncoder", "LiteqError",
-    "Message", "MessageProxy", "Middleware", "NotALiteqDatabase", "PickleEncoder",
-    "QueueJoinTimeout", "QueueNotFound", "RateLimitExceeded", "Retry", "SchemaTooNew",
-    "SqliteBroker", "Worker", "actor", "broker_from_url", "get_broker", "get_encoder", "group",
-    "pipeline",
-    "set_broker", "set_encoder", "__version__",
+    "ConnectionClosed", "ConnectionFailed", "Consumer", "ConsumerThread", "DatabaseError",
+    "DecodeError", "DramatiqError", "EncodeError", "Encoder", "GenericActor", "InvalidOption",
+    "InvalidQueueName", "JSONEncoder", "LiteqError", "Message", "MessageProxy", "Middleware",
+    "NotALiteqDatabase", "PickleEncoder", "QueueJoinTimeout", "QueueNotFound",
+    "RateLimitExceeded", "Retry", "SchemaTooNew", "SqliteBroker", "Worker", "WorkerThread",
+    "actor", "broker_from_url", "get_broker", "get_encoder", "get_logger", "group",
+    "pipeline", "set_broker", "set_encoder", "__version__",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """``liteq.ConnectionError``: Dramatiq's deprecated name of ``BrokerConnectionError``."""
+    if name == "ConnectionError":
+        warnings.warn(
+            "ConnectionError is a deprecated name of BrokerConnectionError; use that instead",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return BrokerConnectionError
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

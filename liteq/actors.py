@@ -12,7 +12,7 @@ from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from .broker import Broker, get_broker
 from .common import validate_delay, validate_priority, validate_queue_name
-from .errors import InvalidOption
+from .errors import ActorAlreadyRegistered, InvalidOption
 from .message import Message
 from .options import check_send, show
 
@@ -32,6 +32,8 @@ class Actor(Generic[P, R]):
         priority: int,
         options: dict[str, Any],
     ) -> None:
+        if actor_name in broker.actors:
+            raise ActorAlreadyRegistered(f"An actor named {actor_name!r} is already registered.")
         self.logger = logging.getLogger(f"{fn.__module__ or '_'}.{actor_name}")
         self.fn = fn
         self.is_async = asyncio.iscoroutinefunction(fn)

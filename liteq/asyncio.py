@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import logging
 import threading
-from collections.abc import Coroutine
-from typing import Any, TypeVar
+from collections.abc import Callable, Coroutine
+from typing import Any, ParamSpec, TypeVar
 
 from .errors import Interrupt
 
+P = ParamSpec("P")
 T = TypeVar("T")
 
 _loop_thread: EventLoopThread | None = None
@@ -82,3 +84,13 @@ def run_coroutine(coro: Coroutine[Any, Any, T]) -> T:
     if thread is None:
         return asyncio.run(coro)
     return thread.run_coroutine(coro)
+
+
+def async_to_sync(async_fn: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, T]:
+    """Wrap ``async_fn`` into a function that runs it to completion (see ``run_coroutine``)."""
+
+    @functools.wraps(async_fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        return run_coroutine(async_fn(*args, **kwargs))
+
+    return wrapper

@@ -5,13 +5,17 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import os
 import pickle
 from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import Any
 
-from .errors import DecodeError, EncodeError
+from .errors import DecodeError, EncodeError, PickleKeyMissing
 
 MessageData = dict[str, Any]
+
+#: The environment variable ``PickleEncoder()`` reads its key from when given none.
+PICKLE_KEY_VARIABLE = "LITEQ_PICKLE_KEY"
 
 
 class Encoder:
@@ -62,13 +66,21 @@ class PickleEncoder(Encoder):
 
     Whoever can write the database file or the Redis server still cannot run code in
     the workers: a body whose signature does not verify is rejected before unpickling.
+    Without ``key``, the key is read from the ``LITEQ_PICKLE_KEY`` environment variable,
+    so ``PickleEncoder()`` as written for Dramatiq works once producers and workers share it.
     """
 
     _DIGEST = 32
 
-    def __init__(self, key: bytes | str) -> None:
+    def __init__(self, key: bytes | str | None = None) -> None:
+        if key is None:
+            key = os.environ.get(PICKLE_KEY_VARIABLE)
         if not key:
-            raise ValueError("PickleEncoder needs a non-empty secret key")
+            raise PickleKeyMissing(
+                "PickleEncoder signs messages and needs a secret key: pass "
+                f"PickleEncoder(key=...) or set the {PICKLE_KEY_VARIABLE} environment variable "
+                "(the same key in every producer and worker)"
+            )
         self._key = key.encode() if isinstance(key, str) else bytes(key)
 
     def encode(self, data: MessageData) -> bytes:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import warnings
+from typing import Any
 
-class LiteqError(Exception):
-    """Base class of liteq's errors; ``.message`` holds the text."""
+
+class DramatiqError(Exception):
+    """Base class of liteq's errors (Dramatiq's name, so ``except DramatiqError`` ports)."""
 
     def __init__(self, message: str = "") -> None:
         super().__init__(message)
@@ -12,6 +15,10 @@ class LiteqError(Exception):
 
     def __str__(self) -> str:
         return str(self.message)
+
+
+#: liteq's own name for the base class: the same class, so either name catches every error.
+LiteqError = DramatiqError
 
 
 class DecodeError(LiteqError):
@@ -33,6 +40,10 @@ class BrokerError(LiteqError):
 
 class ActorNotFound(BrokerError):
     """A message names an actor this broker does not know."""
+
+
+class ActorAlreadyRegistered(LiteqError, ValueError):
+    """An actor of the same name is already declared on the broker (a ``ValueError``)."""
 
 
 class QueueNotFound(BrokerError):
@@ -152,3 +163,19 @@ class BrokerFailed(LiteqError):
     """The broker could not be built or reached, e.g. an unusable database (exit code 3)."""
 
     exit_code = 3
+
+
+class PickleKeyMissing(LiteqError, ValueError):
+    """``PickleEncoder()`` was given no key and ``LITEQ_PICKLE_KEY`` is unset or empty."""
+
+
+def __getattr__(name: str) -> Any:
+    """``ConnectionError``: Dramatiq's deprecated name of :class:`BrokerConnectionError`."""
+    if name == "ConnectionError":
+        warnings.warn(
+            "ConnectionError is a deprecated name of BrokerConnectionError; use that instead",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return BrokerConnectionError
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -5,16 +5,19 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
+from collections.abc import Iterator
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
-from .encoder import get_encoder
+from .encoder import get_encoder, set_encoder
 from .errors import DecodeError
 from .options import ENVELOPE_FIELDS, check_values, show
 
 if TYPE_CHECKING:
     from .composition import pipeline
     from .results.backend import ResultBackend
+
+__all__ = ["Message", "generate_unique_id", "get_encoder", "set_encoder"]
 
 R = TypeVar("R")
 
@@ -24,6 +27,8 @@ _FIELD_TYPES = (
     ("kwargs", (dict,)), ("options", (dict,)), ("message_id", (str,)),
     ("message_timestamp", (int,)),
 )
+#: The envelope's fields in order: Message's attributes, its ``_fields`` and its unpacking.
+_FIELD_ORDER = tuple(name for name, _ in _FIELD_TYPES)
 
 
 def generate_unique_id() -> str:
@@ -111,10 +116,25 @@ class Message(Generic[R]):
             "message_timestamp": self.message_timestamp,
         }
 
+    # The namedtuple interface Dramatiq's Message had before it became a dataclass, which
+    # ported code still uses: field names, unpacking, indexing, len.
+    _fields: ClassVar[tuple[str, ...]] = _FIELD_ORDER
+    _field_defaults: ClassVar[dict[str, Any]] = {}
     _asdict = asdict
 
     def _replace(self, **changes: Any) -> Message:
         return dataclasses.replace(self, **changes)
+
+    def __iter__(self) -> Iterator[Any]:
+        """The seven fields in ``_fields`` order, so ``a, b, *rest = message`` unpacks."""
+        return iter((self.queue_name, self.actor_name, self.args, self.kwargs, self.options,
+                     self.message_id, self.message_timestamp))
+
+    def __getitem__(self, index: int | slice) -> Any:
+        return tuple(self)[index]
+
+    def __len__(self) -> int:
+        return len(_FIELD_ORDER)
 
     def copy(self, **attributes: Any) -> Message:
         """A new message with some fields replaced; ``options`` are merged, not replaced."""

@@ -8,8 +8,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ..errors import MiddlewareError, SkipMessage
+
 if TYPE_CHECKING:
     from ..broker import Broker
+
+__all__ = ["HOOKS", "Middleware", "MiddlewareError", "SkipMessage"]
 
 HOOKS = (
     "before_ack", "after_ack", "before_nack", "after_nack",

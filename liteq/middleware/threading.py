@@ -5,6 +5,10 @@ from __future__ import annotations
 import ctypes
 import threading
 
+from ..errors import Interrupt
+
+__all__ = ["Interrupt", "raise_thread_exception"]
+
 
 def raise_thread_exception(thread_id: int, exception: type[BaseException]) -> None:
     """Raise ``exception`` asynchronously in the thread ``thread_id`` at its next bytecode.
