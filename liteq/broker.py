@@ -260,9 +260,8 @@ class Broker:
                 self.logger.critical("middleware hook after_%s failed", signal, exc_info=True)
 
     def declare_actor(self, actor: Actor) -> None:
-        """Register ``actor`` and declare its queue; a second actor of the same name is refused."""
-        if actor.actor_name in self.actors:
-            raise ValueError(f"an actor named {actor.actor_name!r} is already declared")
+        """Register ``actor`` and declare its queue (replacing an actor of the same name, as
+        Dramatiq's does: ``Actor`` itself refuses a duplicate name)."""
         opts.check_actor(actor.options, self.actor_options)
         self.emit_before("declare_actor", actor)
         self.declare_queue(actor.queue_name)
