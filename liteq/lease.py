@@ -133,8 +133,12 @@ class SqliteConsumer(BatchConsumer):
         if not done and not claim and time.monotonic() < self._maintenance_at():
             return []
         trip = self.db.write(self._round_trip, done, want if claim else 0)
-        for proxy in done:
-            self._forget(proxy.handle[0])
+        if done:
+            pop = self.held.pop
+            for proxy in done:
+                pop(proxy.handle[0], None)
+            if self._solo is not None and self._solo not in self.held:
+                self._solo = None
         if trip.renewed is not None:
             self._renewed(trip.renewed, trip.now_ms)
         if done:

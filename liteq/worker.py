@@ -18,6 +18,7 @@ import threading
 import time
 from queue import Empty, SimpleQueue
 from time import perf_counter
+from time import time as wall_clock
 from typing import Any
 
 from . import lease_log
@@ -25,7 +26,6 @@ from .activity import Activity
 from .asyncio import EventLoopThread, get_event_loop_thread, set_event_loop_thread
 from .board import RunningBoard
 from .broker import Broker, Consumer, MessageProxy
-from .common import current_millis
 from .errors import ActorNotFound, HookFailed, Interrupt, RateLimitExceeded, Retry, SkipMessage
 from .middleware.middleware import Middleware
 
@@ -329,7 +329,7 @@ class WorkerThread(threading.Thread):
                 proxy = get()
                 if proxy is _STOP:
                     return
-                if proxy.lease_until < current_millis():
+                if proxy.lease_until < wall_clock() * 1000:
                     self._hand_back(proxy)
                     continue
                 try:
