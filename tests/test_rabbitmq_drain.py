@@ -3,7 +3,8 @@
 A benchmark run once saw such a drain stop part-way (issue 8, item 8). Each run here
 queues N no-op messages on a fresh queue, starts a real pool and requires every message
 to run exactly once, failing as soon as the pool makes no progress for ``STALL`` s.
-Two runs by default; ``LITEQ_SOAK=1`` makes it ten.
+Two runs by default; ``LITEQ_SOAK=1`` makes it ten. A consumer whose channel the server
+closed (a silent, permanent stall before) is checked on its own.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import uuid
 from pathlib import Path
 
 import pytest
+from contract.brokers import delete_queues
+from helpers import wait_for
 from test_pool import Pool
 
 pytest.importorskip("pika")
@@ -102,3 +105,36 @@ def test_pool_drains_20000_without_stalling(run, rabbitmq_url, tmp_path):
         assert broker.get_queue_message_counts(queue) == (0, 0, 0)
     finally:
         broker.close()
+
+
+def test_a_consumer_whose_channel_the_server_closed_reconnects(rabbitmq_url, caplog):
+    """RabbitMQ closes a channel on a channel-level error (here an unknown delivery tag;
+    also a delivery held past ``consumer_timeout``). Seen while waiting, pika says
+    nothing; the consumer used to wait on its open connection forever."""
+    queue = f"t_{uuid.uuid4().hex[:10]}"
+    broker = RabbitmqBroker(url=rabbitmq_url, middleware=[])
+    consumer = None
+    try:
+        broker.declare_queue(queue)
+        consumer = broker.consume(queue, prefetch=4, timeout=100)
+        consumer._channel.basic_ack(999_999)  # the server answers with Channel.Close (406)
+        consumer.wait(0.5)
+        for i in range(3):
+            broker.enqueue(Message(queue, "noop", (i,), {}, {}))
+        received: list = []
+
+        def got_all() -> bool:
+            received.extend(consumer.exchange([], 10))
+            if len(received) < 3:
+                consumer.wait(0.1)
+            return len(received) >= 3
+
+        wait_for(got_all, timeout=15)
+        assert sorted(m.args[0] for m in received) == [0, 1, 2]
+        consumer.exchange(received, 0)
+        assert "unknown delivery tag" in caplog.text
+    finally:
+        if consumer is not None:
+            consumer.close()
+        broker.close()
+        delete_queues(rabbitmq_url, [queue])
