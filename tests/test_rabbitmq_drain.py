@@ -3,8 +3,8 @@
 A benchmark run once saw such a drain stop part-way (issue 8, item 8). Each run here
 queues N no-op messages on a fresh queue, starts a real pool and requires every message
 to run exactly once, failing as soon as the pool makes no progress for ``STALL`` s.
-Two runs by default; ``LITEQ_SOAK=1`` makes it ten. A consumer whose channel the server
-closed (a silent, permanent stall before) is checked on its own.
+Two runs by default; ``LITEQ_SOAK=1`` makes it ten, ``LITEQ_DRAIN_RUNS=N`` N. A consumer
+whose channel the server closed (a silent, permanent stall before) is checked on its own.
 """
 
 from __future__ import annotations
@@ -27,7 +27,9 @@ from liteq.brokers.rabbitmq import RabbitmqBroker  # noqa: E402
 from liteq.message import Message  # noqa: E402
 
 N = 20000
-RUNS = 10 if os.environ.get("LITEQ_SOAK") == "1" else 2
+#: Drains per test run: 2, 10 with LITEQ_SOAK=1, or LITEQ_DRAIN_RUNS (to hunt a rare stall).
+RUNS = int(os.environ.get("LITEQ_DRAIN_RUNS")
+           or (10 if os.environ.get("LITEQ_SOAK") == "1" else 2))
 #: Seconds without a single task run that count as a stall.
 STALL = 20.0
 #: Whole-drain deadline (a loaded 2-core machine drains 20,000 in a few seconds).
