@@ -34,9 +34,10 @@ class RabbitmqConsumer(BatchConsumer):
     queue (``basic_qos``) and wait in memory, highest AMQP priority first. Messages
     of ``Q.DQ`` are held (unacknowledged) until their ETA, then published to ``Q`` and
     acknowledged. Unacknowledged messages go back to their queues when the connection
-    closes, also when the process dies. After a lost connection the consumer
-    reconnects on its next round trip; the messages it had then come back from the
-    server, and settling them is skipped (at-least-once delivery).
+    closes, also when the process dies. After a lost connection, or a channel the
+    server closed, the consumer reconnects on its next round trip; the messages it
+    had then come back from the server, and settling them is skipped (at-least-once
+    delivery).
     """
 
     def __init__(self, broker: RabbitmqBroker, queue_names: list[str], *, prefetch: int,
