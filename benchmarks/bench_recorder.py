@@ -49,8 +49,10 @@ class _State:
         while True:
             self.event.wait()
             time.sleep(_FLUSH_DELAY)
-            self.dirty = False
+            # Clear before resetting ``dirty``: a task finishing in between sees it still
+            # set and is written below; one finishing after sets the event again.
             self.event.clear()
+            self.dirty = False
             with self.lock:
                 data = {"pid": self.pid, "count": self.count, "first": self.first,
                         "last": self.last, "milestones": list(self.milestones),

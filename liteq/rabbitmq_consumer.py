@@ -34,9 +34,10 @@ class RabbitmqConsumer(BatchConsumer):
     queue (``basic_qos``) and wait in memory, highest AMQP priority first. Messages
     of ``Q.DQ`` are held (unacknowledged) until their ETA, then published to ``Q`` and
     acknowledged. Unacknowledged messages go back to their queues when the connection
-    closes, also when the process dies. After a lost connection the consumer
-    reconnects on its next round trip; the messages it had then come back from the
-    server, and settling them is skipped (at-least-once delivery).
+    closes, also when the process dies. After a lost connection, or a channel the
+    server closed, the consumer reconnects on its next round trip; the messages it
+    had then come back from the server, and settling them is skipped (at-least-once
+    delivery).
     """
 
     def __init__(self, broker: RabbitmqBroker, queue_names: list[str], *, prefetch: int,
@@ -108,15 +109,35 @@ class RabbitmqConsumer(BatchConsumer):
         self._unsettled.clear()
         self.inflight.clear()
 
+    def _channel_lost(self) -> bool:
+        """Whether RabbitMQ closed the channel while the connection stayed open.
+
+        The server closes a channel on a channel-level error (for example an unknown
+        delivery tag, or a delivery unacknowledged past ``consumer_timeout``). pika
+        raises that only from a later call on the channel itself; seen while waiting in
+        ``process_data_events`` it is silent, and the open connection would then carry
+        no delivery ever again.
+        """
+        channel = self._channel
+        return (channel is not None and not channel.is_open
+                and self._connection is not None and self._connection.is_open)
+
     def _ensure_connected(self) -> None:
         if self._closed:
             raise ConnectionClosed("this consumer is closed")
         if self._cancelled:
             self._lost(ConnectionClosed("RabbitMQ cancelled a consumer (was a queue deleted?)"))
+        if self._channel_lost():
+            self._lost(ConnectionClosed(self._channel_close_reason()))
         if self._connection is None or not self._connection.is_open:
             if self._connection is not None:
                 self._lost(ConnectionClosed("connection closed"))
             self._connect()
+
+    def _channel_close_reason(self) -> str:
+        # pika keeps the server's reply (code and text) on the channel, privately.
+        why = getattr(self._channel, "_closing_reason", None)
+        return f"RabbitMQ closed the consumer channel ({reason(why) if why else 'no reason'})"
 
     # -- delivery callbacks (run inside pika's event processing, consumer thread) ------
     def _on_cancel(self, method_frame: Any) -> None:
@@ -247,6 +268,11 @@ class RabbitmqConsumer(BatchConsumer):
             if done:
                 self._settle(done)
             self._connection.process_data_events(0)
+            if self._channel_lost():
+                # What it received is requeued by the server: drop it and start over.
+                self._lost(ConnectionClosed(self._channel_close_reason()))
+                self._connect()
+                return []
             if self._delayed and self._delayed[0][0] <= current_millis():
                 self._move_due()
             received: list[MessageProxy] = []
@@ -278,6 +304,8 @@ class RabbitmqConsumer(BatchConsumer):
             self._disconnected.wait(min(timeout, 1.0))
             self._disconnected.clear()
             return
+        if self._channel_lost():
+            return  # the next round trip reconnects
         if self._delayed:
             timeout = min(timeout, max(0.0, (self._delayed[0][0] - current_millis()) / 1000))
         try:
