@@ -58,6 +58,7 @@ class RabbitmqConsumer(BatchConsumer):
         self._consumer_queues: dict[str, str] = {}
         self._flush_lock = threading.Lock()
         self._flushes: set[str] = set()
+        self._added: set[str] = set()
         self._wakeup_pending = False
         self._cancelled = False
         self._disconnected = threading.Event()
@@ -258,11 +259,34 @@ class RabbitmqConsumer(BatchConsumer):
         heapq.heapify(kept)
         self._delayed = kept
 
+    def add_queue(self, queue_name: str) -> None:
+        """Consume ``queue_name`` too from the next round trip on (thread-safe: pika's
+        channel is touched only by the consumer's own thread)."""
+        with self._flush_lock:
+            self._added.add(queue_name)
+        self.wakeup()
+
+    def _apply_added(self) -> None:
+        with self._flush_lock:
+            names, self._added = self._added, set()
+        channel = self._channel
+        for name in sorted(names - set(self.queue_names)):
+            self.broker._declare(channel, name)
+            channel.basic_qos(prefetch_count=self.prefetch)
+            self._consumer_queues[channel.basic_consume(
+                name, self._on_message, auto_ack=False)] = name
+            channel.basic_qos(prefetch_count=self.delay_prefetch)
+            self._consumer_queues[channel.basic_consume(
+                dq_name(name), self._on_delayed, auto_ack=False)] = name
+            self.queue_names.append(name)
+
     # -- the Consumer interface -------------------------------------------------------
     def exchange(self, done: list[MessageProxy], want: int) -> list[MessageProxy]:
         """Settle ``done`` (ack, or nack to ``Q.XQ``), then return up to ``want`` messages."""
         try:
             self._ensure_connected()
+            if self._added:
+                self._apply_added()
             if self._flushes:
                 self._apply_flushes()
             if done:

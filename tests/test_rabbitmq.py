@@ -657,3 +657,72 @@ def test_a_queue_deleted_under_a_running_worker_is_declared_again(make_broker, q
         job.send(2)  # unroutable -> declared again -> published
         wait_for(lambda: seen == [1, 2], timeout=20)
         broker.join(queue, timeout=20000)
+
+
+def test_dramatiq_broker_priority_runs_first_on_a_liteq_worker(make_broker, queue,
+                                                                dramatiq_broker):
+    """Dramatiq code sets the AMQP priority with the ``broker_priority`` option."""
+    import dramatiq
+
+    @dramatiq.actor(broker=dramatiq_broker, queue_name=queue, actor_name="ranked")
+    def dramatiq_ranked(name):
+        pass
+
+    dramatiq_broker.declare_queue(queue)
+    for n in range(5):
+        dramatiq_ranked.send_with_options(args=(f"low{n}",), broker_priority=0)
+    dramatiq_ranked.send_with_options(args=("high",), broker_priority=9)
+    wait_for(lambda: dramatiq_broker.get_queue_message_counts(queue)[0] == 6, timeout=10)
+
+    broker = make_broker(max_priority=10)
+    order = []
+
+    @liteq.actor(broker=broker, queue_name=queue, actor_name="ranked")
+    def ranked(name):
+        order.append(name)
+
+    with running_worker(broker, worker_threads=1):
+        wait_for(lambda: len(order) == 6, timeout=20)
+    assert order[0] == "high", order
+
+
+def test_liteq_broker_priority_runs_first_on_a_dramatiq_worker(make_broker, queue,
+                                                                dramatiq_broker):
+    import dramatiq
+
+    broker = make_broker(max_priority=10)
+
+    @liteq.actor(broker=broker, queue_name=queue, actor_name="ranked2")
+    def ranked(name):
+        pass
+
+    for n in range(5):
+        ranked.send_with_options(args=(f"low{n}",), broker_priority=0)
+    ranked.send_with_options(args=("high",), broker_priority=9)
+    wait_for(lambda: broker.get_queue_message_counts(queue)[0] == 6, timeout=10)
+    order = []
+
+    @dramatiq.actor(broker=dramatiq_broker, queue_name=queue, actor_name="ranked2")
+    def dramatiq_ranked(name):
+        order.append(name)
+
+    worker = dramatiq.Worker(dramatiq_broker, worker_threads=1, worker_timeout=100)
+    worker.start()
+    try:
+        wait_for(lambda: len(order) == 6, timeout=20)
+    finally:
+        worker.stop()
+    assert order[0] == "high", order
+
+
+def test_a_worker_consumes_a_queue_declared_after_it_started(make_broker, queue):
+    broker = make_broker()
+    ran = []
+    with running_worker(broker, worker_threads=1):
+        @liteq.actor(broker=broker, queue_name=queue)
+        def later(x):
+            ran.append(x)
+
+        later.send(7)
+        wait_for(lambda: ran == [7], timeout=20)
+        broker.join(queue, min_successes=2, idle_time=10, timeout=20000)

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 import weakref
 from collections.abc import Iterable
 from typing import Any
@@ -39,7 +38,7 @@ import pika.exceptions
 
 from ..broker import Broker
 from ..common import current_millis, dq_name, q_name, validate_priority, xq_name
-from ..errors import ConnectionClosed, DecodeError, QueueJoinTimeout, QueueNotFound
+from ..errors import ConnectionClosed, DecodeError, QueueNotFound
 from ..message import Message
 from ..middleware.middleware import Middleware
 from ..rabbitmq_connection import (
@@ -287,40 +286,29 @@ class RabbitmqBroker(Broker):
         """Messages of ``queue_name`` received by this process's consumers, not settled."""
         return sum(c.inflight.get(queue_name, 0) for c in list(self._consumers))
 
-    def join(self, queue_name: str, *, timeout: int | None = None,
-             fail_fast: bool = False) -> None:
-        """Wait until ``Q`` and ``Q.DQ`` are empty and this process has no unsettled messages.
+    def _queue_busy(self, queue_name: str) -> bool:
+        """Whether ``Q`` or ``Q.DQ`` holds messages or this process has unsettled ones.
 
         Messages received (and not yet acknowledged) by consumers of *other* processes
-        are not seen: RabbitMQ does not count them per queue over AMQP. With
-        ``fail_fast``, re-raise the exception of a message of this queue that a worker
-        in this process dead-lettered.
+        are not seen: RabbitMQ does not count them per queue over AMQP.
         """
-        if queue_name not in self.queues:
-            raise QueueNotFound(f"queue {queue_name!r} is not declared on this broker")
-        deadline = None if timeout is None else time.monotonic() + timeout / 1000
-        pause, quiet = 0.002, 0
-        while True:
-            if fail_fast and self._failures.get(queue_name):
-                break
-            busy = self._inflight(queue_name) > 0
-            if not busy:
-                ready, delayed, _ = self.get_queue_message_counts(queue_name)
-                busy = (bool(ready or delayed) or self._inflight(queue_name) > 0
-                        or self._with_channel(lambda ch: holds_any(ch, queue_name),
-                                              "joining"))
-            # Two quiet looks in a row: a delayed message moved from Q.DQ to Q by another
-            # connection is published before it is acknowledged, but not necessarily
-            # routed before this connection's count.
-            quiet = 0 if busy else quiet + 1
-            if quiet >= 2:
-                break
-            if deadline is not None and time.monotonic() >= deadline:
-                raise QueueJoinTimeout(f"queue {queue_name!r} did not drain within {timeout} ms")
-            time.sleep(pause if busy else 0.005)
-            pause = min(pause * 2, 0.05) if busy else 0.002
-        if fail_fast and self._failures.get(queue_name):
-            raise self._failures[queue_name].pop(0)
+        if self._inflight(queue_name) > 0:
+            return True
+        ready, delayed, _ = self.get_queue_message_counts(queue_name)
+        return (bool(ready or delayed) or self._inflight(queue_name) > 0
+                or self._with_channel(lambda ch: holds_any(ch, queue_name), "joining"))
+
+    def join(self, queue_name: str, min_successes: int = 10, idle_time: int = 100, *,
+             timeout: int | None = None, fail_fast: bool = False) -> None:
+        """Wait until ``queue_name`` looks idle ``min_successes`` times in a row, looking
+        at most every ``idle_time`` ms (Dramatiq's signature; liteq adds ``fail_fast``).
+
+        Several looks: a delayed message moved from ``Q.DQ`` to ``Q`` by another
+        connection is published before it is acknowledged, but not necessarily routed
+        before this connection's count.
+        """
+        self._join(queue_name, timeout=timeout, fail_fast=fail_fast,
+                   quiet_looks=max(1, min_successes), interval=idle_time / 1000)
 
     def flush(self, queue_name: str) -> None:
         """Delete the ready and delayed messages of ``queue_name``.
