@@ -86,6 +86,7 @@ def _check_worker_options(watch: tuple[str, ...], watch_options: object, skip_lo
                    "(-Q a b), also -Q a -Q b or -Q a,b.  [default: every queue the "
                    "modules declare]")
 @click.option("-P", "--path", "paths", multiple=True, metavar="DIR...",
+              type=click.Path(exists=True, file_okay=False),
               help="Look for the modules in these directories too (every word up to the "
                    "next option; the working directory and PYTHONPATH are always searched).")
 @click.option("--watch", multiple=True, metavar="DIR",

@@ -6,8 +6,8 @@ supervisor never imports the task modules), runs in a process of its own. They s
 once every worker process is ready, or after ``--worker-fork-timeout`` ms if some is
 not, and exit with what the function returns. SIGTERM (the pool stopping) raises
 ``SystemExit(0)`` in the function; one that has not stopped a few seconds after the
-worker processes is killed. A reload (SIGHUP, ``--watch``) restarts them with fresh
-code; otherwise an exited fork process is not restarted. A function that cannot be
+worker processes is killed. A reload (SIGHUP, ``--watch``) restarts them all with
+fresh code; otherwise a fork process that exited is not restarted. A function that cannot be
 imported stops the pool (exit code 2), like a task module that cannot.
 """
 
@@ -184,6 +184,10 @@ class Forks:
         for fork in self.running.values():
             fork.reload = True
         self.signal(signal.SIGTERM)
+        if self.started:
+            for spec in self.specs:
+                if spec not in self.running:
+                    self._start(spec)
 
     def stopped(self, now: float) -> bool:
         """With the workers gone: True once every fork process exited or was killed."""

@@ -85,7 +85,8 @@ def test_the_rule_reads_queues_after_the_modules():
     assert params["modules"] == ("tasks", "more")
     assert params["queues"] == ("slow", "default") and params["processes"] == 2
     assert parse("tasks", "-Q", "a", "-Q", "b,c")["queues"] == ("a", "b,c")
-    assert parse("tasks", "-P", "src", "lib")["paths"] == ("src", "lib")
+    src, lib = str(FIXTURES), str(FIXTURES.parent)
+    assert parse("tasks", "-P", src, lib)["paths"] == (src, lib)
     with pytest.raises(click.UsageError, match="here -Q took a, tasks") as error:
         parse("-Q", "a", "tasks")
     assert RULE in str(error.value)
@@ -226,9 +227,9 @@ def test_fork_function_runs_beside_the_workers_and_stops_with_the_pool(tmp_path,
     assert output.index("worker processes are ready") < output.index("started fork process")
     wait_for(lambda: "fork_functions:finish exited with code 7" in pool.output(), timeout=30)
 
-    pool.signal(signal.SIGHUP)  # a reload restarts it with fresh code
-    wait_for(lambda: len([w for w, _ in fork_lines(forks) if w == "started"]) == 2,
-             timeout=30)
+    pool.signal(signal.SIGHUP)  # a reload restarts them (also one that ended) with fresh code
+    wait_for(lambda: [w for w, _ in fork_lines(forks)].count("started") == 2
+             and [w for w, _ in fork_lines(forks)].count("finished") == 2, timeout=30)
     [renewed] = [pid for word, pid in fork_lines(forks) if word == "started" and pid != serving]
     pool.signal(signal.SIGTERM)
     assert pool.wait(30) == 0
@@ -282,3 +283,24 @@ def test_worker_fork_timeout_takes_dramatiqs_range(tmp_path, env):
     for bad in ("5", "1800001", "soon"):
         proc = run_worker(tmp_path, env, "tasks", "--worker-fork-timeout", bad)
         assert proc.returncode == 2 and "--worker-fork-timeout" in proc.stderr
+
+
+def test_every_dramatiq_flag_is_a_liteq_worker_flag(tmp_path):
+    from dramatiq.cli import make_argument_parser
+
+    dramatiq_flags = {flag for action in make_argument_parser()._actions
+                      for flag in action.option_strings}
+    liteq_flags = {flag for param in worker_command.params if isinstance(param, click.Option)
+                   for flag in param.opts + param.secondary_opts} | {"-h", "--help"}
+    assert dramatiq_flags - liteq_flags == set()
+    assert {"--worker-shutdown-timeout", "--watch-use-polling", "--watch-include",
+            "--skip-logging", "--fork-function", "--worker-fork-timeout"} <= dramatiq_flags
+    proc = subprocess.run([sys.executable, "-m", "liteq", "worker", "--help"],
+                          capture_output=True, text=True, timeout=60)
+    for flag in dramatiq_flags - {"-h", "--help"}:
+        assert re.search(rf"(^|[ ,]){re.escape(flag)}\b", proc.stdout), flag
+
+
+def test_a_path_that_is_no_directory_exits_2(tmp_path, env):
+    proc = run_worker(tmp_path, env, "flag_tasks", "-P", str(FIXTURES), "more_tasks")
+    assert proc.returncode == 2 and "'more_tasks' does not exist" in proc.stderr
