@@ -204,7 +204,7 @@ def worker_command(modules: tuple[str, ...], processes: int | None, threads: int
 
         logging.getLogger("liteq.pool").info("broker: %s", mask_url(broker_url))
     code, error = run_pool(config, pid_file)
-    if error and (log_file or skip_logging):
+    if error and log_file:
         click.echo(f"liteq: error: {error}", err=True)
     sys.exit(code)
 

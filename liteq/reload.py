@@ -12,6 +12,7 @@ send no events. The supervisor treats the SIGHUP this sends like one from ``kill
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import os
 import select
@@ -58,6 +59,8 @@ class _Inotify:
     def __init__(self, fd: int, tops: list[str]) -> None:
         self.fd = fd
         self.paths: dict[int, str] = {}
+        #: A directory could not be watched (e.g. fs.inotify.max_user_watches reached).
+        self.incomplete = False
         for top in tops:
             self._add(top)
 
@@ -76,6 +79,10 @@ class _Inotify:
             wd = libc.inotify_add_watch(self.fd, os.fsencode(root), _MASK)
             if wd >= 0:
                 self.paths[wd] = root
+            elif not self.incomplete:
+                self.incomplete = True
+                logger.warning("cannot watch %s with inotify (errno %d; see "
+                               "fs.inotify.max_user_watches)", root, ctypes.get_errno())
 
     def read(self, timeout: float) -> list[str] | None:
         """Paths that changed within ``timeout`` s (None: too many events, rescan all)."""
@@ -124,6 +131,10 @@ class Watcher(threading.Thread):
         self.interval = interval
         self.stopped = threading.Event()
         self._events = None if use_polling else _Inotify.open(self.directories)
+        if self._events is not None and self._events.incomplete:
+            logger.warning("watching by polling instead")
+            self._events.close()
+            self._events = None
         self._before = self.snapshot() if self._events is None else {}
 
     @property

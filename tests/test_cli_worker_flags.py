@@ -304,3 +304,23 @@ def test_every_dramatiq_flag_is_a_liteq_worker_flag(tmp_path):
 def test_a_path_that_is_no_directory_exits_2(tmp_path, env):
     proc = run_worker(tmp_path, env, "flag_tasks", "-P", str(FIXTURES), "more_tasks")
     assert proc.returncode == 2 and "'more_tasks' does not exist" in proc.stderr
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify is Linux's")
+def test_watcher_polls_when_inotify_cannot_watch_every_directory(tmp_path, monkeypatch):
+    import liteq.reload
+
+    class Exhausted:  # inotify_add_watch failing as at fs.inotify.max_user_watches
+        def __init__(self, libc):
+            self.inotify_init1 = libc.inotify_init1
+
+        def inotify_add_watch(self, fd, path, mask):
+            return -1
+
+    libc = liteq.reload._inotify()
+    monkeypatch.setattr(liteq.reload, "_inotify", lambda: Exhausted(libc))
+    (tmp_path / "mod.py").write_text("x")
+    watcher = Watcher([str(tmp_path)])
+    assert watcher.polling
+    _touch(tmp_path / "mod.py", 5)
+    assert watcher.changes(0) == [str(tmp_path / "mod.py")]
