@@ -23,6 +23,8 @@ The supervisor never imports the task modules; each worker process does
   being acknowledged" — the same path as a message that crashes its worker.
   (Retries' ``max_retries`` and backoff do not apply to it: the child cannot run
   middleware while stuck, and the supervisor does not import the actors.)
+* ``--fork-function`` functions and middleware ``forks`` run in fork processes of
+  their own beside the children (:mod:`liteq.forks`).
 
 Signals: SIGTERM or SIGINT make the supervisor send SIGTERM to every child, which
 stops claiming, returns prefetched messages, lets running ones finish within the
