@@ -324,3 +324,18 @@ def test_watcher_polls_when_inotify_cannot_watch_every_directory(tmp_path, monke
     assert watcher.polling
     _touch(tmp_path / "mod.py", 5)
     assert watcher.changes(0) == [str(tmp_path / "mod.py")]
+
+
+@pytest.mark.slow
+def test_a_fork_process_that_ignores_sigterm_is_killed_after_the_workers_stop(tmp_path,
+                                                                              pools):
+    forks = tmp_path / "forks.txt"
+    pool = pools("-p", "1", "-f", "fork_functions:stubborn",
+                 extra_env={"LITEQ_TEST_FORK_FILE": str(forks)})
+    wait_for(lambda: fork_lines(forks), timeout=30)
+    [(_, pid)] = fork_lines(forks)
+    pool.signal(signal.SIGTERM)
+    assert pool.wait(30) == 0
+    assert ("ignored", pid) in fork_lines(forks)
+    assert "did not stop on SIGTERM; killing them" in pool.output()
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie"
