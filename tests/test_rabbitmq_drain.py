@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from contract.brokers import delete_queues
 from helpers import wait_for
-from test_pool import Pool
+from pools import Pool
 
 pytest.importorskip("pika")
 from liteq.brokers.rabbitmq import RabbitmqBroker  # noqa: E402
