@@ -4,13 +4,16 @@ actors; ``join`` fails fast with the dead-lettered message's own exception."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 
 import pytest
 
 import liteq
 from liteq.brokers.stub import StubBroker
-from liteq.errors import SkipMessage
+from liteq.errors import ResultFailure, SkipMessage, TimeLimitExceeded
+from liteq.results import Results
+from liteq.results.backends import SqliteBackend, StubBackend
 
 
 @pytest.fixture(params=["stub", "sqlite"])
@@ -92,3 +95,32 @@ def test_join_without_fail_fast_returns(broker, worker):
 
     fails.send()
     broker.join(fails.queue_name, timeout=10000, fail_fast=False)
+
+
+def test_join_reraises_a_time_limit(broker, worker):
+    @liteq.actor(time_limit=100, max_retries=0)
+    def slow():
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # Python code: TimeLimit can interrupt it
+            time.sleep(0.01)
+
+    slow.send()
+    with pytest.raises(TimeLimitExceeded):
+        broker.join(slow.queue_name, timeout=20000)
+
+
+def test_the_result_of_an_age_limited_message_is_its_skip(broker, worker):
+    backend = (StubBackend() if isinstance(broker, StubBroker)
+               else SqliteBackend(broker.path))  # type: ignore[attr-defined]
+    broker.add_middleware(Results(backend=backend))
+
+    @liteq.actor(max_age=1, store_results=True)
+    def perishable():
+        raise AssertionError("must not run")
+
+    message = broker.enqueue(perishable.message().copy(message_timestamp=0))
+    broker.join(perishable.queue_name, timeout=10000, fail_fast=False)
+    with pytest.raises(ResultFailure) as failure:
+        message.get_result(backend=backend, block=True, timeout=5000)
+    assert failure.value.orig_exc_type == "SkipMessage"
+    assert failure.value.orig_exc_msg == "Message age limit exceeded"
