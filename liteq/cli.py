@@ -132,7 +132,8 @@ def _check_worker_options(watch: tuple[str, ...], watch_options: object, skip_lo
               help="Start worker processes with the 'spawn' method instead of fork "
                    "(the default where fork is unavailable or unsafe).")
 @click.option("--prefetch", type=click.IntRange(min=1), default=None, metavar="N",
-              help="Messages each process claims ahead.  [default: 4 x threads]")
+              help="Messages each process claims ahead.  [default: adaptive, about 5 ms of "
+                   "work: from the thread count up to 256]")
 @broker_option
 @click.version_option(__version__, "--version", prog_name="liteq")
 def worker_command(modules: tuple[str, ...], processes: int | None, threads: int,
