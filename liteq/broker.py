@@ -14,6 +14,7 @@ from .common import (
     dq_name,
     q_name,
     validate_delay,
+    validate_eta,
     validate_priority,
     validate_queue_name,
 )
@@ -280,16 +281,12 @@ class Broker:
             message = message.copy(options={"eta": current_millis() + delay})
             options = message.options
         eta = options.get("eta")
-        if eta is None:
-            eta = current_millis()
-        elif isinstance(eta, bool) or not isinstance(eta, int):
-            raise InvalidOption(f"eta must be integer milliseconds, got {eta!r}")
+        eta = current_millis() if eta is None else validate_eta(eta)
         priority = options.get("priority")
         if priority is None:
             actor = self.actors.get(message.actor_name)
             priority = actor.priority if actor is not None else 0
-        else:
-            validate_priority(priority)
+        validate_priority(priority)
         return message, eta, priority
 
     def consume(self, queue_names: str | Iterable[str], *, prefetch: int = 1,
@@ -394,6 +391,9 @@ def broker_from_url(url: str, **kwargs: Any) -> Broker:
     if scheme in adapters:
         import importlib
 
+        from .urls import check_url
+
+        check_url(url)
         try:
             module = importlib.import_module(adapters[scheme])
         except ModuleNotFoundError as e:

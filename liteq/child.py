@@ -28,6 +28,7 @@ from .logs import setup_logging
 from .middleware.middleware import Middleware
 from .pool_config import EXIT_BROKER, EXIT_IMPORT, EXIT_KILLED, EXIT_OK, EXIT_RECYCLE, PoolConfig
 from .signals import POOL_SIGNALS, block_signals
+from .urls import scrub
 
 logger = logging.getLogger("liteq.pool")
 
@@ -143,7 +144,7 @@ def _run_child(config: PoolConfig, conn: Any, deadlines: SharedDeadlines | None,
 
     def fail(exit_code: int, text: str) -> int:
         with contextlib.suppress(Exception):
-            conn.send(("error", exit_code, text))
+            conn.send(("error", exit_code, scrub(text)))
         return exit_code
 
     try:
@@ -194,6 +195,10 @@ def _run_child(config: PoolConfig, conn: Any, deadlines: SharedDeadlines | None,
 
     code = EXIT_OK
     while not received:
+        if worker.fatal is not None:
+            code = fail(EXIT_BROKER, f"cannot use the broker {broker!r}: "
+                        f"{type(worker.fatal).__name__}: {worker.fatal}")
+            break
         if recycle is not None and recycle.due:
             logger.info("processed %d tasks (--max-tasks-per-child); recycling this process",
                         recycle.count)

@@ -26,8 +26,8 @@ EXIT_BROKER = 3
 
 
 def fail(message: str, code: int = EXIT_ERROR) -> NoReturn:
-    """Print ``liteq: error: message`` on stderr and exit with ``code``."""
-    click.echo(f"liteq: error: {message}", err=True)
+    """Print ``liteq: error: message`` (without passwords) on stderr and exit with ``code``."""
+    click.echo(f"liteq: error: {scrub(message)}", err=True)
     sys.exit(code)
 
 
@@ -38,11 +38,19 @@ def handle_errors(fn: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         import apsw
 
-        from .errors import BrokerConnectionError, DatabaseError, LiteqError
+        from .errors import (
+            BrokerConnectionError,
+            DatabaseError,
+            InvalidOption,
+            LiteqError,
+            MessageTooLarge,
+        )
 
         url = kwargs.get("broker_url")
         try:
             return fn(*args, **kwargs)
+        except (InvalidOption, MessageTooLarge) as e:
+            fail(scrub(str(e), url), EXIT_USAGE)
         except (DatabaseError, BrokerConnectionError) as e:
             fail(scrub(str(e), url), EXIT_BROKER)
         except apsw.Error as e:

@@ -10,6 +10,8 @@ from datetime import timedelta
 from .errors import InvalidOption, InvalidQueueName
 
 _QUEUE_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9._-]*")
+#: The range of a SQLite INTEGER, where priorities and ETAs (ms) are stored.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
 def current_millis() -> int:
@@ -58,9 +60,12 @@ def compute_backoff(
 
 
 def validate_priority(priority: object) -> int:
-    """Return ``priority`` or raise ``InvalidOption`` if it is not an integer."""
+    """Return ``priority`` or raise ``InvalidOption`` if it is not a 64-bit integer."""
     if isinstance(priority, bool) or not isinstance(priority, int):
         raise InvalidOption(f"priority must be an integer, got {priority!r}")
+    if not INT64_MIN <= priority <= INT64_MAX:
+        raise InvalidOption(f"priority must be between {INT64_MIN} and {INT64_MAX} "
+                            f"(a 64-bit integer), got {priority}")
     return priority
 
 
@@ -74,4 +79,16 @@ def validate_delay(delay: object) -> int | None:
         raise InvalidOption(f"delay must be a number of milliseconds, got {delay!r}")
     if delay < 0:
         raise InvalidOption(f"delay must not be negative, got {delay!r}")
+    if delay > INT64_MAX - current_millis():
+        raise InvalidOption(f"delay {delay!r} ms is too large: the time it names does not "
+                            "fit in a 64-bit integer of milliseconds")
     return int(delay)
+
+
+def validate_eta(eta: object) -> int:
+    """Return ``eta`` (integer ms since the epoch) or raise ``InvalidOption``."""
+    if isinstance(eta, bool) or not isinstance(eta, int):
+        raise InvalidOption(f"eta must be integer milliseconds, got {eta!r}")
+    if not INT64_MIN <= eta <= INT64_MAX:
+        raise InvalidOption(f"eta must fit in a 64-bit integer of milliseconds, got {eta}")
+    return eta
