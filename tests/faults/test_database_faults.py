@@ -382,16 +382,18 @@ def test_a_full_database_in_process_is_retried_until_max_page_count_rises(
 # -- a value over SQLite's maximum length in a worker --------------------------------------
 def test_a_value_over_sqlites_maximum_length_stops_the_worker_with_exit_3(tmp_path, workers):
     """A failure whose traceback is longer than SQLITE_LIMIT_LENGTH cannot be stored as a
-    dead letter: MessageTooLarge, not a retry loop."""
+    dead letter: MessageTooLarge, not a retry loop. Only the child that claimed it meets
+    the error: its exit code 3 also stops its healthy sibling, instead of a restart."""
     path = tmp_path / "q.db"
     broker = SqliteBroker(str(path), middleware=[])
     broker.declare_queue("default")
     broker.enqueue(liteq.Message("default", "fail_loudly", (20000,), {}, {}))
     broker.close()
-    worker = workers(path, extra_env={"LITEQ_TEST_MAX_LENGTH": "5000"})
+    worker = workers(path, "--processes", "2", extra_env={"LITEQ_TEST_MAX_LENGTH": "5000"})
     code, elapsed = worker.wait(30)
     err = worker.stderr()
     assert code == 3, err
     assert elapsed < 10, (elapsed, err)
-    assert "MessageTooLarge" in err, err
-    assert "retrying" not in err, err
+    assert err.count("worker process ready") == 2, err
+    assert "MessageTooLarge: cannot write database" in err, err
+    assert "retrying" not in err and "restarting it" not in err, err
