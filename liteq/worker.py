@@ -203,7 +203,7 @@ class ConsumerThread(threading.Thread):
                     continue
                 if refusals:
                     logger.info("the database accepts writes again after %d attempt(s)",
-                                   refusals)
+                                refusals)
                     refusals = 0
                 self._after_settle(pending)
                 self.outstanding += len(received) - len(pending)
