@@ -138,7 +138,13 @@ def _run_child(config: PoolConfig, conn: Any, deadlines: SharedDeadlines | None,
     if os.getppid() != parent_pid:
         return EXIT_KILLED
 
-    from .errors import BrokerConnectionError, BrokerFailed, DatabaseError, ImportFailed
+    from .errors import (
+        BrokerConnectionError,
+        BrokerFailed,
+        DatabaseError,
+        DatabaseFull,
+        ImportFailed,
+    )
     from .importing import import_broker
     from .worker import Worker
 
@@ -150,6 +156,10 @@ def _run_child(config: PoolConfig, conn: Any, deadlines: SharedDeadlines | None,
     try:
         broker = import_broker(config.modules, config.paths)
     except (ImportFailed, BrokerFailed) as e:
+        if isinstance(e.__cause__, DatabaseFull):
+            # Not unusable, only full for now: the supervisor restarts us with a backoff.
+            logger.warning("%s; this process stops and is restarted", e)
+            return EXIT_KILLED
         return fail(e.exit_code, str(e))
 
     declared = broker.get_declared_queues()
@@ -188,6 +198,9 @@ def _run_child(config: PoolConfig, conn: Any, deadlines: SharedDeadlines | None,
         broker.emit_after("process_boot")
         worker.start()
     except (DatabaseError, BrokerConnectionError) as e:
+        if isinstance(e, DatabaseFull):
+            logger.warning("%s; this process stops and is restarted", e)
+            return EXIT_KILLED
         return fail(EXIT_BROKER, f"cannot use the broker {broker!r}: {e}")
     conn.send(("ready",))
     logger.info("worker process ready: %d threads on %s, queues %s", config.threads,

@@ -397,3 +397,24 @@ def test_a_value_over_sqlites_maximum_length_stops_the_worker_with_exit_3(tmp_pa
     assert err.count("worker process ready") == 2, err
     assert "MessageTooLarge: cannot write database" in err, err
     assert "retrying in" not in err and "restarting it" not in err, err
+
+
+def test_a_worker_booting_on_a_full_disk_is_restarted_until_space_returns(
+        tmp_path, workers, small_disk):
+    filler = fill(small_disk)
+    path = small_disk / "q.db"
+    worker = workers(path)
+    wait_for(lambda: worker.stderr().count("restarting it in") >= 2, timeout=20)
+    assert worker.alive()
+    err = worker.stderr()
+    assert "DatabaseFull" in err and "Traceback" not in err, err
+    filler.unlink()
+    wait_for(lambda: "all 1 worker processes are ready" in worker.stderr(), timeout=30)
+    broker = SqliteBroker(str(path), middleware=[])
+    broker.declare_queue("default")
+    broker.enqueue_many([liteq.Message("default", "record", (n,), {}, {}) for n in range(10)])
+    broker.close()
+    wait_for(lambda: recorded(tmp_path) == set(range(10)), timeout=30)
+    worker.proc.send_signal(signal.SIGTERM)
+    code, _ = worker.wait(30)
+    assert code == 0, worker.stderr()
