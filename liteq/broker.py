@@ -422,6 +422,9 @@ def broker_from_url(url: str, **kwargs: Any) -> Broker:
     if scheme in adapters:
         import importlib
 
+        from .urls import check_url
+
+        check_url(url)
         try:
             module = importlib.import_module(adapters[scheme])
         except ModuleNotFoundError as e:

@@ -29,6 +29,7 @@ from .logs import setup_logging
 from .middleware.middleware import Middleware
 from .pool_config import EXIT_BROKER, EXIT_IMPORT, EXIT_KILLED, EXIT_OK, EXIT_RECYCLE, PoolConfig
 from .signals import POOL_SIGNALS, block_signals
+from .urls import scrub
 
 logger = logging.getLogger("liteq.pool")
 
@@ -139,18 +140,28 @@ def _run_child(config: PoolConfig, conn: Any, board: RunningBoard,
     if os.getppid() != parent_pid:
         return EXIT_KILLED
 
-    from .errors import BrokerConnectionError, BrokerFailed, DatabaseError, ImportFailed
+    from .errors import (
+        BrokerConnectionError,
+        BrokerFailed,
+        DatabaseError,
+        DatabaseFull,
+        ImportFailed,
+    )
     from .importing import import_broker
     from .worker import Worker
 
     def fail(exit_code: int, text: str) -> int:
         with contextlib.suppress(Exception):
-            conn.send(("error", exit_code, text))
+            conn.send(("error", exit_code, scrub(text)))
         return exit_code
 
     try:
         broker = import_broker(config.modules, config.paths)
     except (ImportFailed, BrokerFailed) as e:
+        if isinstance(e.__cause__, DatabaseFull):
+            # Not unusable, only full for now: the supervisor restarts us with a backoff.
+            logger.warning("%s; this process stops and is restarted", e)
+            return EXIT_KILLED
         return fail(e.exit_code, str(e))
 
     declared = broker.get_declared_queues()
@@ -192,6 +203,9 @@ def _run_child(config: PoolConfig, conn: Any, board: RunningBoard,
         broker.emit_after("process_boot")
         worker.start()
     except (DatabaseError, BrokerConnectionError) as e:
+        if isinstance(e, DatabaseFull):
+            logger.warning("%s; this process stops and is restarted", e)
+            return EXIT_KILLED
         return fail(EXIT_BROKER, f"cannot use the broker {broker!r}: {e}")
     conn.send(("ready",))
     logger.info("worker process ready: %d threads on %s, queues %s", config.threads,
@@ -199,6 +213,10 @@ def _run_child(config: PoolConfig, conn: Any, board: RunningBoard,
 
     code = EXIT_OK
     while not received:
+        if worker.fatal is not None:
+            code = fail(EXIT_BROKER, f"cannot use the broker {broker!r}: "
+                        f"{type(worker.fatal).__name__}: {worker.fatal}")
+            break
         if recycle is not None and recycle.due:
             logger.info("processed %d tasks (--max-tasks-per-child); recycling this process",
                         recycle.count)

@@ -23,7 +23,7 @@ from .commands import (
     stats_command,
 )
 from .top import top_command
-from .urls import mask_url
+from .urls import mask_url, scrub
 from .worker_args import WorkerCommand
 
 
@@ -206,7 +206,7 @@ def worker_command(modules: tuple[str, ...], processes: int | None, threads: int
         logging.getLogger("liteq.pool").info("broker: %s", mask_url(broker_url))
     code, error = run_pool(config, pid_file)
     if error and log_file:
-        click.echo(f"liteq: error: {error}", err=True)
+        click.echo(f"liteq: error: {scrub(error)}", err=True)
     sys.exit(code)
 
 

@@ -58,8 +58,9 @@ def literal(value: object, *, style: str = "") -> Any:
 
 
 def fail(message: str, code: int = EXIT_ERROR) -> NoReturn:
-    """Print ``liteq: error: message`` on stderr and exit with ``code``."""
-    click.echo(f"liteq: error: {safe(message)}", err=True)
+    """Print ``liteq: error: message`` (without passwords, control characters shown
+    visibly) on stderr and exit with ``code``."""
+    click.echo(f"liteq: error: {safe(scrub(message))}", err=True)
     sys.exit(code)
 
 
@@ -70,11 +71,19 @@ def handle_errors(fn: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         import apsw
 
-        from .errors import BrokerConnectionError, DatabaseError, LiteqError
+        from .errors import (
+            BrokerConnectionError,
+            DatabaseError,
+            InvalidOption,
+            LiteqError,
+            MessageTooLarge,
+        )
 
         url = kwargs.get("broker_url")
         try:
             return fn(*args, **kwargs)
+        except (InvalidOption, MessageTooLarge) as e:
+            fail(scrub(str(e), url), EXIT_USAGE)
         except (DatabaseError, BrokerConnectionError) as e:
             fail(scrub(str(e), url), EXIT_BROKER)
         except apsw.Error as e:

@@ -83,3 +83,4 @@ def validate_delay(delay: object) -> int | None:
             f"delay {delay!r} ms is too large: the ETA must stay below {INT64_MAX} ms"
         )
     return int(delay)
+

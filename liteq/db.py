@@ -8,6 +8,7 @@ fighting for it only add waiting. After ``fork`` a child opens its own connectio
 
 from __future__ import annotations
 
+import errno
 import os
 import threading
 import time
@@ -16,7 +17,14 @@ from typing import Any, TypeVar
 
 import apsw
 
-from .errors import DatabaseUnavailable
+from .errors import (
+    DatabaseCorrupt,
+    DatabaseError,
+    DatabaseFull,
+    DatabaseReadOnly,
+    DatabaseUnavailable,
+    MessageTooLarge,
+)
 from .schema import check, migrate
 
 T = TypeVar("T")
@@ -52,17 +60,50 @@ def create_private_file(path: str) -> None:
     except FileExistsError:
         return
     except OSError as e:
-        raise DatabaseUnavailable(f"cannot create database {path!r}: {e.strerror}") from e
+        error = DatabaseReadOnly if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM) \
+            else DatabaseUnavailable
+        raise error(f"cannot create database {path!r}: {e.strerror}") from e
     os.close(fd)
+
+
+def _writable(path: str) -> bool:
+    """Whether ``path`` (if it exists) and its directory can be written (``access(2)``
+    sees read-only mounts and immutable files even for root)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    return os.access(directory, os.W_OK) and (
+        not os.path.exists(path) or os.access(path, os.W_OK))
+
+
+def database_error(error: apsw.Error, path: str, doing: str = "write") -> DatabaseError | \
+        MessageTooLarge:
+    """liteq's named error for SQLite's ``error`` on ``path`` (its text included)."""
+    if isinstance(error, (apsw.CorruptError, apsw.NotADBError)):
+        return DatabaseCorrupt(
+            f"database {path!r} is corrupt ({error}); liteq will not use it: restore it "
+            "from a backup or salvage it with the sqlite3 shell's .recover")
+    if isinstance(error, apsw.FullError):
+        return DatabaseFull(f"cannot {doing} database {path!r}: the disk is full ({error})")
+    if isinstance(error, apsw.TooBigError):
+        return MessageTooLarge(
+            f"cannot {doing} database {path!r}: a value is longer than SQLite's maximum "
+            f"length ({error}); nothing was written")
+    if isinstance(error, apsw.ReadOnlyError) or (
+            isinstance(error, (apsw.CantOpenError, apsw.IOError)) and not _writable(path)):
+        return DatabaseReadOnly(
+            f"cannot {doing} database {path!r}: it or its directory is read-only ({error}); "
+            "liteq needs to write the file and create its -wal and -shm files next to it")
+    return DatabaseUnavailable(f"cannot {doing} database {path!r}: {error}")
 
 
 def open_connection(path: str, *, durable: bool = False) -> apsw.Connection:
     """Open ``path`` in WAL mode with liteq's pragmas and its schema up to date.
 
-    The file is checked before anything is written: another application's database or
+    The file is checked before anything is written (the switch to WAL included):
+    another application's database, one with ``liteq_*`` tables liteq did not make, or
     one from a newer liteq is refused untouched.
     """
     create_private_file(path)
+    conn = None
     try:
         conn = apsw.Connection(path)
         conn.set_busy_handler(_busy_handler())
@@ -73,8 +114,12 @@ def open_connection(path: str, *, durable: bool = False) -> apsw.Connection:
         conn.execute("PRAGMA journal_size_limit=67108864")
         conn.execute("PRAGMA temp_store=MEMORY")
         migrate(conn, path)
-    except apsw.CantOpenError as e:
-        raise DatabaseUnavailable(f"cannot open database {path!r}: {e}") from e
+    except BaseException as e:
+        if conn is not None:
+            conn.close()
+        if isinstance(e, apsw.Error):
+            raise database_error(e, path, "open") from e
+        raise
     return conn
 
 
@@ -152,9 +197,9 @@ class Database:
                         raise DatabaseUnavailable(
                             f"database {self.path!r} stayed locked for {WRITE_TIMEOUT:.0f}s"
                         ) from None
-                except (apsw.FullError, apsw.ReadOnlyError, apsw.IOError,
-                        apsw.CantOpenError) as e:
-                    raise DatabaseUnavailable(f"cannot write database {self.path!r}: {e}") from e
+                except (apsw.FullError, apsw.ReadOnlyError, apsw.IOError, apsw.CantOpenError,
+                        apsw.CorruptError, apsw.NotADBError, apsw.TooBigError) as e:
+                    raise database_error(e, self.path) from e
 
     def read(self, sql: str, params: Any = ()) -> list[tuple]:
         """Run a read-only query on the shared connection and return all rows."""

@@ -78,16 +78,43 @@ class DatabaseError(BrokerError):
     """The SQLite file cannot serve as a liteq database."""
 
 
-class NotALiteqDatabase(DatabaseError):
+class UnusableDatabase(DatabaseError):
+    """Retrying cannot help: ``liteq worker`` stops with exit code 3 instead."""
+
+
+class NotALiteqDatabase(UnusableDatabase):
     """The file is a database of some other application."""
 
 
-class SchemaTooNew(DatabaseError):
+class SchemaClash(NotALiteqDatabase):
+    """An unversioned file (application_id 0, user_version 0) already has ``liteq_*``
+    tables that liteq did not create; it is refused untouched."""
+
+
+class SchemaTooNew(UnusableDatabase):
     """The file was written by a newer liteq with a schema this one does not know."""
 
 
+class DatabaseCorrupt(UnusableDatabase):
+    """SQLite found the file malformed (corrupted pages): restore or recover it."""
+
+
 class DatabaseUnavailable(DatabaseError):
-    """The file cannot be opened or written (missing directory, read-only, full disk)."""
+    """The file cannot be opened or written now (missing directory, locked, full disk)."""
+
+
+class DatabaseReadOnly(DatabaseUnavailable, UnusableDatabase):
+    """The file or its directory cannot be written (read-only mount, permissions,
+    immutable file): SQLite needs both, for the ``-wal`` and ``-shm`` files."""
+
+
+class DatabaseFull(DatabaseUnavailable):
+    """The disk (or ``PRAGMA max_page_count``) is full; a worker retries with backoff."""
+
+
+class MessageTooLarge(BrokerError, ValueError):
+    """A value is longer than SQLite's maximum length (``SQLITE_LIMIT_LENGTH``);
+    nothing was written."""
 
 
 class QueueJoinTimeout(LiteqError):

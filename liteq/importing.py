@@ -40,7 +40,7 @@ def _import(module_name: str) -> object:
     try:
         return importlib.import_module(module_name)
     except (DatabaseError, BrokerConnectionError) as e:
-        raise BrokerFailed(f"while importing {module_name!r}: {e}") from e
+        raise BrokerFailed(f"while importing {module_name!r}: {type(e).__name__}: {e}") from e
     except ImportError as e:
         raise ImportFailed(
             f"could not import module {module_name!r}: {type(e).__name__}: {e}"
@@ -73,7 +73,7 @@ def _resolve(module: object, module_name: str, attr: str) -> Broker | None:
         try:
             result = target()
         except (DatabaseError, BrokerConnectionError) as e:
-            raise BrokerFailed(f"{module_name}:{attr}(): {e}") from e
+            raise BrokerFailed(f"{module_name}:{attr}(): {type(e).__name__}: {e}") from e
         if result is None or isinstance(result, Broker):
             return result
     raise ImportFailed(
@@ -102,7 +102,7 @@ def import_broker(specs: Iterable[str], paths: Iterable[str] = ()) -> Broker:
     try:
         return get_broker()
     except (DatabaseError, BrokerConnectionError) as e:
-        raise BrokerFailed(str(e)) from e
+        raise BrokerFailed(f"{type(e).__name__}: {e}") from e
 
 
 def import_function(spec: str, paths: Iterable[str] = ()) -> Callable[[], object]:

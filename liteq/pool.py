@@ -283,9 +283,13 @@ class Supervisor:
                         child.pid)
             self._start(child.slot)
             return
+        if code == EXIT_BROKER and child.error is None:
+            child.error = (EXIT_BROKER, f"worker process {child.pid} found the broker "
+                           "unusable (exit code 3)")
         if child.error is not None:
             exit_code, text = child.error
-            if self.booting and exit_code in (EXIT_IMPORT, EXIT_BROKER):
+            # An unusable broker stops the pool at any time: a restart cannot cure it.
+            if exit_code == EXIT_BROKER or (self.booting and exit_code == EXIT_IMPORT):
                 self._give_up(exit_code, text)
                 return
             if text not in self._reported:
@@ -306,6 +310,10 @@ class Supervisor:
         self.fatal = text
         self.exit_code = exit_code
         self._stop_all()
+        if exit_code == EXIT_BROKER:
+            # The other children cannot settle anything on an unusable broker: do not
+            # wait the whole shutdown timeout for them.
+            self.stop_deadline = min(self.stop_deadline, time.monotonic() + SHUTDOWN_MARGIN)
 
     def _check_deadlines(self, now: float) -> None:
         for child in self.children.values():
@@ -361,7 +369,7 @@ class Supervisor:
                 logger.error("worker processes did not stop within the shutdown timeout; "
                              "killing them")
                 self._kill_all()
-                return EXIT_KILLED
+                return self.exit_code if self.fatal else EXIT_KILLED
             if self.config.hard_time_limit:
                 self._check_deadlines(now)
 

@@ -16,7 +16,7 @@ import pika
 import pika.exceptions
 
 from .errors import ConnectionFailed
-from .urls import mask_url, scrub
+from .urls import check_url, mask_url, scrub
 
 logger = logging.getLogger("liteq.RabbitmqBroker")
 
@@ -80,6 +80,8 @@ class RabbitmqServer:
             self.urls = [u.strip() for u in urls if u.strip()]
             if not self.urls:
                 raise ValueError("url is empty")
+            for u in self.urls:
+                check_url(u)
             self.parameters = [pika.URLParameters(u) for u in self.urls]
             for u in self.urls:
                 parts = urlsplit(u)

@@ -12,6 +12,8 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry as RedisRetry
 
+from .urls import check_url
+
 _LOCAL_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"}
 
 
@@ -42,6 +44,7 @@ def build_client(url: str | None, pool_kwargs: dict[str, Any],
     options.update(redis_kwargs)
     options.update(pool_kwargs)
     if url:
+        check_url(url)
         parts = urlsplit(url)
         if parts.username and parts.password is None and parts.scheme != "unix":
             # redis://secret@host: the seed's form, a password without a user name.

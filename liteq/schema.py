@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import apsw
 
-from .errors import NotALiteqDatabase, SchemaTooNew
+from .errors import NotALiteqDatabase, SchemaClash, SchemaTooNew
 
 READY, DELAYED, LEASED, TOMBSTONE = 0, 1, 2, 3
 
@@ -311,8 +311,12 @@ PURGE_LIMITS = (
 def check(conn: apsw.Connection, path: str) -> int:
     """Return the schema version of ``conn``'s file, or raise if liteq must not touch it.
 
-    Runs before anything is written: ``NotALiteqDatabase`` for another application's
-    file (or not a database at all), ``SchemaTooNew`` for one from a newer liteq.
+    Runs before anything is written. The adoption rule: liteq adds its tables only to
+    a file with application_id 0, user_version 0 and no ``liteq_*`` table (an empty
+    file, or an application's own database, for transactional enqueue). Otherwise
+    ``NotALiteqDatabase`` for another application's file (or not a database at all),
+    ``SchemaClash`` for ``liteq_*`` tables liteq did not make, ``SchemaTooNew`` for a
+    file from a newer liteq.
     """
     try:
         app_id = conn.execute("PRAGMA application_id").fetchone()[0]
@@ -324,6 +328,16 @@ def check(conn: apsw.Connection, path: str) -> int:
             f"{path!r} belongs to another application (application_id={app_id:#x}, "
             f"user_version={version}); refusing to use it as a liteq database"
         )
+    if version == 0:
+        clash = [name for (name,) in conn.execute(
+            "SELECT name FROM sqlite_master WHERE name LIKE 'liteq\\_%' ESCAPE '\\'"
+            " ORDER BY name")]
+        if clash:
+            raise SchemaClash(
+                f"{path!r} already has table(s) named like liteq's ({', '.join(clash)}) but "
+                "no liteq schema version (application_id 0, user_version 0); refusing to "
+                "adopt it: rename those tables or give liteq another file"
+            )
     if version > SCHEMA_VERSION:
         raise SchemaTooNew(
             f"{path!r} has liteq schema version {version}, newer than this liteq "

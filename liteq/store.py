@@ -17,6 +17,8 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 from urllib.parse import unquote, urlparse
 
+import apsw
+
 from . import counts
 from . import dead_letters as dl
 from . import schema as q
@@ -24,10 +26,11 @@ from .broker import Broker
 from .common import current_millis
 from .counts import Tally
 from .db import Database
-from .errors import QueueNotFound
+from .errors import MessageTooLarge, QueueNotFound
 from .lease import SqliteConsumer, owner_prefix
 from .message import Message
 from .middleware.middleware import Middleware
+from .urls import mask_url
 
 #: Dead letters are kept this long (ms) before they expire: 7 days, as in Dramatiq.
 DEAD_LETTER_TTL = 7 * 24 * 3600 * 1000
@@ -37,12 +40,13 @@ def path_from_url(url: str) -> str:
     """``sqlite:///relative.db`` or ``sqlite:////absolute/path.db`` to a file path."""
     parsed = urlparse(url)
     if parsed.scheme != "sqlite" or parsed.netloc not in ("", "localhost"):
-        raise ValueError(f"not a sqlite URL: {url!r} (expected sqlite:///path/to/file.db)")
+        raise ValueError(f"not a sqlite URL: {mask_url(url)!r} "
+                         "(expected sqlite:///path/to/file.db)")
     path = unquote(parsed.path)
     if path.startswith("//"):
         return path[1:]
     if not path.lstrip("/"):
-        raise ValueError(f"the sqlite URL {url!r} names no file")
+        raise ValueError(f"the sqlite URL {mask_url(url)!r} names no file")
     return path[1:]
 
 
@@ -126,7 +130,12 @@ class SqliteBroker(Broker):
             db.execute(q.INSERT_MESSAGE, row)
             db.local_enqueues += 1
         else:
-            connection.execute(q.INSERT_MESSAGE, row)
+            try:
+                connection.execute(q.INSERT_MESSAGE, row)
+            except apsw.TooBigError as e:
+                raise MessageTooLarge(
+                    f"message {message.message_id} ({len(row[5])} bytes encoded) is longer "
+                    f"than SQLite's maximum length ({e}); nothing was written") from e
         self.emit_after("enqueue", message, delay)
         return message
 

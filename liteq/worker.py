@@ -26,7 +26,17 @@ from .activity import Activity
 from .asyncio import EventLoopThread, get_event_loop_thread, set_event_loop_thread
 from .board import RunningBoard
 from .broker import Broker, Consumer, MessageProxy
-from .errors import ActorNotFound, HookFailed, Interrupt, RateLimitExceeded, Retry, SkipMessage
+from .errors import (
+    ActorNotFound,
+    DatabaseUnavailable,
+    HookFailed,
+    Interrupt,
+    MessageTooLarge,
+    RateLimitExceeded,
+    Retry,
+    SkipMessage,
+    UnusableDatabase,
+)
 from .middleware.middleware import Middleware
 
 logger = logging.getLogger("liteq.worker")
@@ -36,6 +46,11 @@ _STOP = object()
 #: Seconds of work an adaptive prefetch claims ahead, and its upper bound in messages.
 PREFETCH_WINDOW = 0.005
 MAX_PREFETCH = 256
+
+#: Broker errors that retrying cannot cure: the consumer stops (``liteq worker`` exits 3).
+FATAL_ERRORS = (UnusableDatabase, MessageTooLarge)
+#: Longest pause between two round trips refused by a full or unavailable database.
+MAX_BACKOFF = 5.0
 
 
 class Worker:
@@ -73,6 +88,8 @@ class Worker:
         self.processed = 0
         self.failed = 0
         self.activity = Activity()
+        #: The broker error that stopped the consumer for good (see ``FATAL_ERRORS``).
+        self.fatal: BaseException | None = None
 
     @property
     def queue_names(self) -> list[str]:
@@ -212,6 +229,7 @@ class ConsumerThread(threading.Thread):
         timeout = self.worker.worker_timeout / 1000
         put = self.worker.work.put
         pending: list[MessageProxy] = []
+        refusals = 0
         try:
             while not self.stopping:
                 pending += self._drain_done()
@@ -223,10 +241,25 @@ class ConsumerThread(threading.Thread):
                     want = prefetch - self.outstanding
                 try:
                     received = self.consumer.exchange(pending, want)
+                except FATAL_ERRORS as e:
+                    self.worker.fatal = e
+                    logger.critical("%s: %s; this worker stops", type(e).__name__, e)
+                    return
+                except DatabaseUnavailable as e:
+                    refusals += 1
+                    pause = min(0.5 * 2 ** (refusals - 1), MAX_BACKOFF)
+                    logger.warning("%s: %s; retrying in %.1fs (attempt %d)",
+                                   type(e).__name__, e, pause, refusals)
+                    self._stopped.wait(pause)
+                    continue
                 except Exception:
                     logger.exception("broker round trip failed; retrying in 1s")
                     self._stopped.wait(1.0)
                     continue
+                if refusals:
+                    logger.info("the database accepts writes again after %d attempt(s)",
+                                refusals)
+                    refusals = 0
                 self._after_settle(pending)
                 self.outstanding += len(received) - len(pending)
                 settled, pending = pending, []
@@ -243,8 +276,21 @@ class ConsumerThread(threading.Thread):
                         self._stopped.wait(1.0)
                 self.idle = False
         finally:
-            self._finish(pending)
+            if self.worker.fatal is None:
+                self._finish(pending)
+            else:
+                self._abandon()
             broker.emit_before("consumer_thread_shutdown", self)
+
+    def _abandon(self) -> None:
+        """After a fatal broker error: stop the worker threads without another broker
+        call (the leases of unsettled messages lapse, or the supervisor releases them)."""
+        with contextlib.suppress(Empty):
+            while True:
+                self.worker.work.get_nowait()
+        for _ in self.worker.threads:
+            self.worker.work.put(_STOP)
+        self._stopped.set()
 
     def _after_settle(self, settled: list[MessageProxy]) -> None:
         broker = self.worker.broker
