@@ -341,9 +341,12 @@ class SqliteConsumer(BatchConsumer):
         """Give unstarted messages back at once, without counting a delivery."""
         params = [(p.handle[0], p.handle[1]) for p in messages]
         if params:
-            self.db.write(return_unstarted, params)
-            for row_id, _ in params:
-                self._forget(row_id)
+            try:
+                self.db.write(return_unstarted, params)
+            finally:
+                # Given back or not, no longer renewed: if the write failed they lapse.
+                for row_id, _ in params:
+                    self._forget(row_id)
 
     def close(self) -> None:
         """Leave the worker registry and release the wake-up resources."""

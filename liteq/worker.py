@@ -217,8 +217,17 @@ class ConsumerThread(threading.Thread):
         with contextlib.suppress(Empty):
             while True:
                 lapsed.append(self.worker.lapsed.get_nowait())
-        self.consumer.requeue(lapsed)
         self.outstanding -= len(lapsed)
+        self._requeue(lapsed)
+
+    def _requeue(self, messages: list[MessageProxy]) -> None:
+        """Give ``messages`` back; if the broker cannot take them now, they come back
+        when their lease lapses."""
+        try:
+            self.consumer.requeue(messages)
+        except Exception as e:  # noqa: BLE001 - never kill the consumer thread for it
+            logger.warning("could not hand back %d message(s) now (they come back when "
+                           "their lease lapses): %s", len(messages), e)
 
     def run(self) -> None:
         broker = self.worker.broker
@@ -312,8 +321,8 @@ class ConsumerThread(threading.Thread):
         for _ in self.worker.threads:
             self.worker.work.put(_STOP)
         if unstarted:
-            self.consumer.requeue(unstarted)
             self.outstanding -= len(unstarted)
+            self._requeue(unstarted)
         deadline = time.monotonic() + self._grace
         for thread in self.worker.threads:
             thread.join(max(0.0, deadline - time.monotonic()))
