@@ -19,9 +19,9 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from liteq import Message  # noqa: E402
-from liteq.monitor import Monitor, extras  # noqa: E402
+from liteq.ops.monitor import Monitor, extras  # noqa: E402
+from liteq.ops.top_render import render_text  # noqa: E402
 from liteq.store import SqliteBroker  # noqa: E402
-from liteq.top_render import render_text  # noqa: E402
 
 
 def fill(broker: SqliteBroker, total: int) -> None:
@@ -54,7 +54,7 @@ def main() -> None:
     monitor = Monitor(broker, f"sqlite:///{path}")
     monitor.refresh()
     parts: dict[str, list[float]] = {"snapshot": [], "extras": [], "render": [], "total": []}
-    from liteq.snapshot import snapshot
+    from liteq.ops.snapshot import snapshot
 
     for _ in range(args.rounds):
         t0 = time.perf_counter()

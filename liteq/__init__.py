@@ -5,6 +5,7 @@ from typing import Any
 
 from .actor import Actor, actor
 from .broker import Broker, Consumer, MessageProxy, broker_from_url, get_broker, set_broker
+from .brokers.sqlite import SqliteBroker
 from .composition import group, pipeline
 from .encoder import Encoder, JSONEncoder, PickleEncoder, get_encoder, set_encoder
 from .errors import (
@@ -31,7 +32,6 @@ from .generic import GenericActor
 from .logging import get_logger
 from .message import Message
 from .middleware import Middleware
-from .store import SqliteBroker
 from .worker import ConsumerThread, Worker, WorkerThread
 
 __version__ = "0.1.0"

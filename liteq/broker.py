@@ -413,11 +413,11 @@ def broker_from_url(url: str, **kwargs: Any) -> Broker:
     """Build a broker from ``sqlite:///path``, ``redis://…`` or ``amqp://…``."""
     scheme = url.split(":", 1)[0].lower()
     if scheme == "sqlite":
-        from .store import SqliteBroker
+        from .brokers.sqlite.broker import SqliteBroker
 
         return SqliteBroker(url=url, **kwargs)
-    adapters = {"redis": "liteq.redis_compat", "rediss": "liteq.redis_compat",
-                "unix": "liteq.redis_compat", "amqp": "liteq.brokers.rabbitmq",
+    adapters = {"redis": "liteq.brokers.redis", "rediss": "liteq.brokers.redis",
+                "unix": "liteq.brokers.redis", "amqp": "liteq.brokers.rabbitmq",
                 "amqps": "liteq.brokers.rabbitmq"}
     if scheme in adapters:
         import importlib
@@ -446,7 +446,7 @@ def get_broker() -> Broker:
                 if url:
                     _broker = broker_from_url(url)
                 else:
-                    from .store import SqliteBroker
+                    from .brokers.sqlite.broker import SqliteBroker
 
                     _broker = SqliteBroker("liteq.db")
     return _broker

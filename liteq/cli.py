@@ -14,17 +14,17 @@ import sys
 import click
 
 from . import __version__
-from .cli_support import EXIT_USAGE, broker_option, fail
-from .commands import (
+from .ops.cli_support import EXIT_USAGE, broker_option, fail
+from .ops.commands import (
     dlq_group,
     enqueue_command,
     purge_command,
     queues_command,
     stats_command,
 )
-from .top import top_command
+from .ops.top import top_command
+from .ops.worker_args import WorkerCommand
 from .urls import mask_url, scrub
-from .worker_args import WorkerCommand
 
 
 # ---------------------------------------------------------------------------------------
@@ -172,9 +172,9 @@ def worker_command(modules: tuple[str, ...], processes: int | None, threads: int
     for redelivery). SIGHUP restarts the worker processes with fresh code.
     A crashed worker process is restarted.
     """
-    from .logs import setup_logging
     from .pool import run_pool
-    from .pool_config import PoolConfig
+    from .process.logs import setup_logging
+    from .process.pool_config import PoolConfig
 
     _check_worker_options(watch, watch_use_polling or watch_include or watch_exclude,
                           skip_logging, log_file, forks)

@@ -48,13 +48,13 @@ import signal
 import time
 from typing import Any
 
-from .board import RunningBoard
-from .child import child_main
 from .errors import PidFileError
-from .forks import Forks
-from .hard_limit import HARD_LIMIT_CHECK, check_deadlines
-from .pidfile import remove_pid_file, write_pid_file
-from .pool_config import (
+from .process.board import RunningBoard
+from .process.child import child_main
+from .process.forks import Forks
+from .process.hard_limit import HARD_LIMIT_CHECK, check_deadlines
+from .process.pidfile import remove_pid_file, write_pid_file
+from .process.pool_config import (
     EXIT_BROKER,
     EXIT_IMPORT,
     EXIT_KILLED,
@@ -63,8 +63,8 @@ from .pool_config import (
     EXIT_RECYCLE,
     PoolConfig,
 )
-from .reload import Watcher
-from .signals import POOL_SIGNALS, block_signals
+from .process.reload import Watcher
+from .process.signals import POOL_SIGNALS, block_signals
 
 logger = logging.getLogger("liteq.pool")
 

@@ -24,7 +24,6 @@ from typing import Any
 from . import lease_log
 from .activity import Activity
 from .asyncio import EventLoopThread, get_event_loop_thread, set_event_loop_thread
-from .board import RunningBoard
 from .broker import Broker, Consumer, MessageProxy
 from .errors import (
     ActorNotFound,
@@ -38,6 +37,7 @@ from .errors import (
     UnusableDatabase,
 )
 from .middleware.middleware import Middleware
+from .process.board import RunningBoard
 
 logger = logging.getLogger("liteq.worker")
 

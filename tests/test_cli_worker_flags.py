@@ -18,8 +18,8 @@ from pools import FIXTURES, enqueue, stats
 
 import liteq
 from liteq.cli import worker_command
-from liteq.reload import Watcher
-from liteq.worker_args import RULE, regroup
+from liteq.ops.worker_args import RULE, regroup
+from liteq.process.reload import Watcher
 
 TAKES_VALUE = {"-p", "--processes", "-t", "--threads", "--log-file", "-i", "-x", "-f"}
 LOG_LINE = re.compile(r"^\[\d{4}-\d\d-\d\d [\d:,]+\] \[PID \d+\] ", re.MULTILINE)
@@ -308,7 +308,7 @@ def test_a_path_that_is_no_directory_exits_2(tmp_path, env):
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify is Linux's")
 def test_watcher_polls_when_inotify_cannot_watch_every_directory(tmp_path, monkeypatch):
-    import liteq.reload
+    import liteq.process.reload
 
     class Exhausted:  # inotify_add_watch failing as at fs.inotify.max_user_watches
         def __init__(self, libc):
@@ -317,8 +317,8 @@ def test_watcher_polls_when_inotify_cannot_watch_every_directory(tmp_path, monke
         def inotify_add_watch(self, fd, path, mask):
             return -1
 
-    libc = liteq.reload._inotify()
-    monkeypatch.setattr(liteq.reload, "_inotify", lambda: Exhausted(libc))
+    libc = liteq.process.reload._inotify()
+    monkeypatch.setattr(liteq.process.reload, "_inotify", lambda: Exhausted(libc))
     (tmp_path / "mod.py").write_text("x")
     watcher = Watcher([str(tmp_path)])
     assert watcher.polling

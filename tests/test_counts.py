@@ -8,7 +8,7 @@ import random
 import apsw
 
 import liteq
-from liteq import schema
+from liteq.brokers.sqlite import schema
 
 
 def brute_counts(broker: liteq.SqliteBroker) -> dict[str, dict[str, int]]:

@@ -9,7 +9,7 @@ import apsw
 from helpers import running_worker, wait_for
 
 import liteq
-from liteq import schema
+from liteq.brokers.sqlite import schema
 
 V1 = Path(__file__).parent / "fixtures" / "db" / "schema_v1.db"
 

@@ -13,9 +13,9 @@ import pytest
 from helpers import running_worker, wait_for
 
 import liteq
+from liteq.brokers.sqlite.db import Database
 from liteq.brokers.stub import StubBroker
 from liteq.common import current_millis
-from liteq.db import Database
 from liteq.errors import SkipMessage
 from liteq.message import Message
 from liteq.middleware import Middleware

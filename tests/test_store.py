@@ -17,7 +17,7 @@ import pytest
 from helpers import running_worker, wait_for
 
 import liteq
-from liteq import schema
+from liteq.brokers.sqlite import schema
 from liteq.common import current_millis
 from liteq.errors import (
     DatabaseUnavailable,

@@ -20,9 +20,9 @@ from helpers import running_worker, wait_for
 from rich.cells import cell_len
 
 import liteq
-from liteq.monitor import HISTORY, Monitor
+from liteq.ops.monitor import HISTORY, Monitor
+from liteq.ops.top_render import render_text
 from liteq.store import SqliteBroker
-from liteq.top_render import render_text
 
 FIXTURES = Path(__file__).parent / "fixtures"
 TOP = [sys.executable, "-m", "liteq", "top"]

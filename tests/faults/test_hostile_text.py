@@ -25,7 +25,7 @@ from helpers import wait_for
 from rich.console import Console
 
 import liteq
-from liteq import schema as q
+from liteq.brokers.sqlite import schema as q
 from liteq.common import current_millis
 from liteq.store import SqliteBroker
 
@@ -205,7 +205,7 @@ def test_json_output_keeps_the_text_exact(hostile):
 
 
 def test_safe_shows_every_control_character_visibly():
-    from liteq.cli_support import safe
+    from liteq.ops.cli_support import safe
 
     controls = [chr(c) for c in (*range(0x20), 0x7f, *range(0x80, 0xa0))]
     bidi = ["\u202e", "\u2066", "\u2028"]
@@ -216,7 +216,7 @@ def test_safe_shows_every_control_character_visibly():
 
 
 def test_literal_text_is_never_read_as_markup():
-    from liteq.cli_support import literal
+    from liteq.ops.cli_support import literal
 
     console = Console(file=io.StringIO(), width=200, force_terminal=True,
                       color_system="truecolor")

@@ -11,9 +11,9 @@ import time
 
 import apsw
 
-from ... import schema as q
+from ...brokers.sqlite import schema as q
+from ...brokers.sqlite.db import Database
 from ...common import current_millis
-from ...db import Database
 from ..backend import Keys, RateLimiterBackend, resolve_keys
 
 #: Expired keys (old buckets, stale notifications) are purged at most this often (ms),

@@ -11,9 +11,9 @@ from typing import Any
 
 import apsw
 
-from ... import schema as q
+from ...brokers.sqlite import schema as q
+from ...brokers.sqlite.db import Database
 from ...common import current_millis
-from ...db import Database
 from ...encoder import Encoder
 from ..backend import Missing, ResultBackend
 

@@ -64,8 +64,8 @@ def fork_main(spec: str, config: PoolConfig, conn: Any) -> None:
 
 
 def _run(spec: str, config: PoolConfig, conn: Any) -> int:
+    from ..errors import ImportFailed
     from .child import _set_parent_death_signal
-    from .errors import ImportFailed
     from .importing import import_function
     from .logs import setup_logging
 

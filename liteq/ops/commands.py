@@ -71,9 +71,9 @@ def enqueue_command(actor_name: str, queue_name: str, args: list, kwargs: dict,
     Example:
       liteq enqueue send_welcome --queue emails --args '["ada@example.com"]'
     """
-    from .common import validate_queue_name
-    from .errors import InvalidQueueName
-    from .message import Message
+    from ..common import validate_queue_name
+    from ..errors import InvalidQueueName
+    from ..message import Message
 
     try:
         validate_queue_name(queue_name)

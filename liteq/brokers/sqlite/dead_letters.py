@@ -7,11 +7,11 @@ from collections.abc import Callable, Iterator
 
 import apsw
 
+from ...common import current_millis
+from ...errors import DecodeError
+from ...message import Message
 from . import schema as q
-from .common import current_millis
 from .db import Database
-from .errors import DecodeError
-from .message import Message
 
 Progress = Callable[[int], None]
 BATCH = 500

@@ -27,17 +27,18 @@ from typing import TYPE_CHECKING, Any
 
 import apsw
 
-from . import counts, lease_log
+from ... import lease_log
+from ...broker import BatchConsumer, MessageProxy
+from ...common import current_millis
+from ...errors import DecodeError
+from ...message import Message
+from . import counts
 from . import schema as q
-from .broker import BatchConsumer, MessageProxy
-from .common import current_millis
 from .counts import Tally
-from .errors import DecodeError
-from .message import Message
 from .wakeup import Waiter
 
 if TYPE_CHECKING:
-    from .store import SqliteBroker
+    from .broker import SqliteBroker
 
 HOST = socket.gethostname()
 #: Seconds between two heartbeats of a consumer in the worker registry.

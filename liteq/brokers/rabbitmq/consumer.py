@@ -12,14 +12,14 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from .broker import BatchConsumer, MessageProxy
-from .common import current_millis, dq_name
-from .errors import ConnectionClosed, DecodeError
-from .message import Message
-from .rabbitmq_connection import CONNECTION_ERRORS, close_quietly, reason
+from ...broker import BatchConsumer, MessageProxy
+from ...common import current_millis, dq_name
+from ...errors import ConnectionClosed, DecodeError
+from ...message import Message
+from .connection import CONNECTION_ERRORS, close_quietly, reason
 
 if TYPE_CHECKING:
-    from .brokers.rabbitmq import RabbitmqBroker
+    from .broker import RabbitmqBroker
 
 __all__ = ["MAX_PREFETCH", "RabbitmqConsumer"]
 

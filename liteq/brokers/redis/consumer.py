@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 
-from .broker import BatchConsumer, MessageProxy
-from .common import current_millis, dq_name, q_name
-from .errors import DecodeError
-from .message import Message
+from ...broker import BatchConsumer, MessageProxy
+from ...common import current_millis, dq_name, q_name
+from ...errors import DecodeError
+from ...message import Message
 
 if TYPE_CHECKING:
-    from .redis_compat import RedisBroker
+    from .broker import RedisBroker
 
 #: Delayed messages a consumer holds in memory at most (Dramatiq holds up to 65,535).
 MAX_HELD_DELAYED = 10000

@@ -23,13 +23,13 @@ import threading
 import time
 from typing import Any
 
+from ..middleware.middleware import Middleware
+from ..urls import scrub
 from .board import RunningBoard
 from .hard_limit import publish_deadlines
 from .logs import setup_logging
-from .middleware.middleware import Middleware
 from .pool_config import EXIT_BROKER, EXIT_IMPORT, EXIT_KILLED, EXIT_OK, EXIT_RECYCLE, PoolConfig
 from .signals import POOL_SIGNALS, block_signals
-from .urls import scrub
 
 logger = logging.getLogger("liteq.pool")
 
@@ -140,15 +140,15 @@ def _run_child(config: PoolConfig, conn: Any, board: RunningBoard,
     if os.getppid() != parent_pid:
         return EXIT_KILLED
 
-    from .errors import (
+    from ..errors import (
         BrokerConnectionError,
         BrokerFailed,
         DatabaseError,
         DatabaseFull,
         ImportFailed,
     )
+    from ..worker import Worker
     from .importing import import_broker
-    from .worker import Worker
 
     def fail(exit_code: int, text: str) -> int:
         with contextlib.suppress(Exception):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .common import current_millis
+from ...common import current_millis
 
 if TYPE_CHECKING:
     from redis.commands.core import Script

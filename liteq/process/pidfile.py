@@ -6,7 +6,7 @@ import contextlib
 import logging
 import os
 
-from .errors import PidFileError
+from ..errors import PidFileError
 
 logger = logging.getLogger("liteq.pool")
 

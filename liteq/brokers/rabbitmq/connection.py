@@ -15,8 +15,8 @@ from urllib.parse import quote, urlsplit
 import pika
 import pika.exceptions
 
-from .errors import ConnectionFailed
-from .urls import check_url, mask_url, scrub
+from ...errors import ConnectionFailed
+from ...urls import check_url, mask_url, scrub
 
 logger = logging.getLogger("liteq.RabbitmqBroker")
 

@@ -22,7 +22,7 @@ import threading
 from collections.abc import Iterable
 from pathlib import PurePath
 
-from .wakeup import _inotify
+from ..brokers.sqlite.wakeup import _inotify
 
 logger = logging.getLogger("liteq.pool")
 

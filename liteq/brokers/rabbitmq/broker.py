@@ -36,20 +36,20 @@ from typing import Any
 import pika
 import pika.exceptions
 
-from ..broker import Broker
-from ..common import current_millis, dq_name, q_name, validate_priority, xq_name
-from ..errors import ConnectionClosed, DecodeError, QueueNotFound
-from ..message import Message
-from ..middleware.middleware import Middleware
-from ..rabbitmq_connection import (
+from ...broker import Broker
+from ...common import current_millis, dq_name, q_name, validate_priority, xq_name
+from ...errors import ConnectionClosed, DecodeError, QueueNotFound
+from ...message import Message
+from ...middleware.middleware import Middleware
+from .connection import (
     CONNECTION_ATTEMPTS,
     CONNECTION_ERRORS,
     RabbitmqServer,
     close_quietly,
     reason,
 )
-from ..rabbitmq_consumer import RabbitmqConsumer
-from ..rabbitmq_queues import DEAD_MESSAGE_TTL, declare_queues, holds_any, queue_arguments
+from .consumer import RabbitmqConsumer
+from .queues import DEAD_MESSAGE_TTL, declare_queues, holds_any, queue_arguments
 
 __all__ = ["DEAD_MESSAGE_TTL", "MAX_ENQUEUE_ATTEMPTS", "RabbitmqBroker", "RabbitmqConsumer"]
 

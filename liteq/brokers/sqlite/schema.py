@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import apsw
 
-from .errors import NotALiteqDatabase, SchemaClash, SchemaTooNew
+from ...errors import NotALiteqDatabase, SchemaClash, SchemaTooNew
 
 READY, DELAYED, LEASED, TOMBSTONE = 0, 1, 2, 3
 

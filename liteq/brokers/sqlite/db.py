@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 import apsw
 
-from .errors import (
+from ...errors import (
     DatabaseCorrupt,
     DatabaseError,
     DatabaseFull,

@@ -10,8 +10,8 @@ import os
 import socket
 from typing import Any
 
-from .common import current_millis
-from .urls import mask_url
+from ..common import current_millis
+from ..urls import mask_url
 
 #: A worker whose heartbeat is older than this (ms) is shown as stale.
 STALE_AFTER_MS = 10000

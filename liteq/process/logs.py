@@ -14,7 +14,7 @@ class SafeFormatter(logging.Formatter):
     """The usual line, with control characters (from messages and errors) shown as escapes."""
 
     def format(self, record: logging.LogRecord) -> str:
-        from .cli_support import safe
+        from ..ops.cli_support import safe
 
         return safe(super().format(record), multiline=True)
 

@@ -13,7 +13,7 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 
-from .urls import mask_url, scrub
+from ..urls import mask_url, scrub
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -71,7 +71,7 @@ def handle_errors(fn: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         import apsw
 
-        from .errors import (
+        from ..errors import (
             BrokerConnectionError,
             DatabaseError,
             InvalidOption,
@@ -115,7 +115,7 @@ def open_broker(url: str | None, *, create: bool = False, sqlite_for: str | None
 
     ``sqlite_for`` names a command that only the SQLite broker supports.
     """
-    from .broker import broker_from_url
+    from ..broker import broker_from_url
 
     url = url or DEFAULT_URL
     scheme = url.split(":", 1)[0].lower()
@@ -123,7 +123,7 @@ def open_broker(url: str | None, *, create: bool = False, sqlite_for: str | None
         fail(f"{sqlite_for} needs the SQLite broker (sqlite:///path.db), not "
              f"{mask_url(url)}", EXIT_USAGE)
     if scheme == "sqlite":
-        from .store import path_from_url
+        from ..brokers.sqlite.broker import path_from_url
 
         try:
             path = path_from_url(url)

@@ -10,8 +10,8 @@ from typing import Any
 
 import pika.exceptions
 
-from .common import dq_name, xq_name
-from .errors import BrokerError
+from ...common import dq_name, xq_name
+from ...errors import BrokerError
 
 #: Milliseconds a dead letter is kept in ``Q.XQ``; the same variable and default as
 #: Dramatiq's, because both sides must declare the queue with the same value.

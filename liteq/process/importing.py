@@ -16,8 +16,8 @@ import sys
 import traceback
 from collections.abc import Callable, Iterable
 
-from .broker import Broker, get_broker, set_broker
-from .errors import BrokerConnectionError, BrokerFailed, DatabaseError, ImportFailed
+from ..broker import Broker, get_broker, set_broker
+from ..errors import BrokerConnectionError, BrokerFailed, DatabaseError, ImportFailed
 
 
 def prepend_paths(paths: Iterable[str]) -> None:

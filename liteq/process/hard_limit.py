@@ -16,8 +16,8 @@ import threading
 import time
 from typing import Any
 
+from ..middleware.middleware import Middleware
 from .board import RunningBoard
-from .middleware.middleware import Middleware
 
 logger = logging.getLogger("liteq.pool")
 
@@ -63,7 +63,7 @@ class _Deadlines(Middleware):
 
 def publish_deadlines(broker: Any, shared: RunningBoard) -> None:
     """In a worker process: publish its tasks' deadlines, past the broker's TimeLimit's own."""
-    from .middleware.time_limit import TimeLimit
+    from ..middleware.time_limit import TimeLimit
 
     limits = [m for m in broker.middleware if isinstance(m, TimeLimit)]
     default = limits[0].time_limit if limits else math.inf

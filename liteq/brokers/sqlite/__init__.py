@@ -1,0 +1,5 @@
+"""``liteq.brokers.sqlite.SqliteBroker``: the default broker, one SQLite file (apsw)."""
+
+from .broker import SqliteBroker, SqliteConsumer
+
+__all__ = ["SqliteBroker", "SqliteConsumer"]
