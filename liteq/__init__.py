@@ -4,7 +4,8 @@ import warnings
 from typing import Any
 
 from .actor import Actor, actor
-from .broker import Broker, Consumer, MessageProxy, broker_from_url, get_broker, set_broker
+from .broker import Broker, Consumer, MessageProxy, get_broker, set_broker
+from .brokers.registry import broker_from_url
 from .brokers.sqlite import SqliteBroker
 from .composition import group, pipeline
 from .encoder import Encoder, JSONEncoder, PickleEncoder, get_encoder, set_encoder

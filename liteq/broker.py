@@ -1,10 +1,11 @@
-"""The broker contract, the message proxy and consumers, and the process-wide default broker."""
+"""The broker contract (``Broker``, ``Consumer``, ``MessageProxy``) and the process-wide broker.
+
+No broker is named here: ``liteq.brokers.registry`` builds the default one."""
 
 from __future__ import annotations
 
 import logging
 import math
-import os
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -20,7 +21,6 @@ from .common import (
 )
 from .errors import (
     ActorNotFound,
-    BrokerError,
     InvalidOption,
     MiddlewareError,
     QueueJoinTimeout,
@@ -335,7 +335,13 @@ class Broker:
     def get_declared_delay_queues(self) -> set[str]:
         return set(self.delay_queues)
 
+    def default_result_backend(self) -> ResultBackend | None:
+        """The result backend ``Results()`` uses when given none: None unless the broker's
+        own storage can hold results (the SQLite broker's file can)."""
+        return None
+
     def get_results_backend(self) -> ResultBackend:
+        """The backend of this broker's ``Results`` middleware (RuntimeError without one)."""
         from .results import Results
 
         for m in self.middleware:
@@ -409,46 +415,17 @@ _lock = threading.Lock()
 _broker: Broker | None = None
 
 
-def broker_from_url(url: str, **kwargs: Any) -> Broker:
-    """Build a broker from ``sqlite:///path``, ``redis://…`` or ``amqp://…``."""
-    scheme = url.split(":", 1)[0].lower()
-    if scheme == "sqlite":
-        from .brokers.sqlite.broker import SqliteBroker
-
-        return SqliteBroker(url=url, **kwargs)
-    adapters = {"redis": "liteq.brokers.redis", "rediss": "liteq.brokers.redis",
-                "unix": "liteq.brokers.redis", "amqp": "liteq.brokers.rabbitmq",
-                "amqps": "liteq.brokers.rabbitmq"}
-    if scheme in adapters:
-        import importlib
-
-        from .urls import check_url
-
-        check_url(url)
-        try:
-            module = importlib.import_module(adapters[scheme])
-        except ModuleNotFoundError as e:
-            raise BrokerError(
-                f"no {scheme}:// broker in this liteq ({e}); use sqlite:///path.db"
-            ) from None
-        cls = module.RedisBroker if "redis" in adapters[scheme] else module.RabbitmqBroker
-        return cls(url=url, **kwargs)
-    raise ValueError(f"unsupported broker URL scheme {scheme!r} in LITEQ_BROKER_URL or --broker")
-
-
 def get_broker() -> Broker:
     """The process-wide broker; built from ``LITEQ_BROKER_URL`` or ``./liteq.db`` on first use."""
     global _broker
     if _broker is None:
         with _lock:
             if _broker is None:
-                url = os.environ.get("LITEQ_BROKER_URL")
-                if url:
-                    _broker = broker_from_url(url)
-                else:
-                    from .brokers.sqlite.broker import SqliteBroker
+                # The contract's one look at the implementations, at call time only:
+                # the scheme -> broker table picks the default (liteq/brokers/registry.py).
+                from .brokers.registry import default_broker
 
-                    _broker = SqliteBroker("liteq.db")
+                _broker = default_broker()
     return _broker
 
 

@@ -14,7 +14,8 @@ import sys
 import click
 
 from . import __version__
-from .ops.cli_support import EXIT_USAGE, broker_option, fail
+from .errors import EXIT_USAGE
+from .ops.cli_support import broker_option, fail
 from .ops.commands import (
     dlq_group,
     enqueue_command,

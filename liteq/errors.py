@@ -5,6 +5,19 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
+#: Exit codes of ``liteq`` commands, of ``liteq worker`` and of its processes (the one table).
+EXIT_OK = 0
+#: A command failed; a worker process was stopped by a signal or a fatal error.
+EXIT_ERROR = EXIT_KILLED = 1
+#: A bad command line; a module named on it could not be imported (``ImportFailed``).
+EXIT_USAGE = EXIT_IMPORT = 2
+#: The broker could not be built or reached (``BrokerFailed``).
+EXIT_BROKER = 3
+#: ``--pid-file`` names a live process (``PidFileError``).
+EXIT_PIDFILE = 4
+#: A child that processed ``max_tasks_per_child`` tasks exits with this code.
+EXIT_RECYCLE = 100
+
 
 class DramatiqError(Exception):
     """Base class of liteq's errors (Dramatiq's name, so ``except DramatiqError`` ports)."""
@@ -124,7 +137,7 @@ class QueueJoinTimeout(LiteqError):
 class PidFileError(LiteqError):
     """``liteq worker --pid-file`` names a live process, or a file without a pid (exit 4)."""
 
-    exit_code = 4
+    exit_code = EXIT_PIDFILE
 
 
 class RateLimitExceeded(LiteqError):
@@ -183,13 +196,13 @@ class Shutdown(Interrupt):  # noqa: N818 - Dramatiq's name
 class ImportFailed(LiteqError):
     """A module named on the command line could not be imported (exit code 2)."""
 
-    exit_code = 2
+    exit_code = EXIT_IMPORT
 
 
 class BrokerFailed(LiteqError):
     """The broker could not be built or reached, e.g. an unusable database (exit code 3)."""
 
-    exit_code = 3
+    exit_code = EXIT_BROKER
 
 
 class PickleKeyMissing(LiteqError, ValueError):

@@ -157,14 +157,8 @@ class Message(Generic[R]):
         """Fetch this message's result from ``backend`` or the global broker's Results."""
         if backend is None:
             from .broker import get_broker
-            from .results import Results
 
-            for middleware in get_broker().middleware:
-                if isinstance(middleware, Results):
-                    backend = middleware.backend
-                    break
-            else:
-                raise RuntimeError("the default broker has no Results middleware")
+            backend = get_broker().get_results_backend()
         return backend.get_result(self, block=block, timeout=timeout)
 
     def __or__(self, other: Any) -> pipeline:

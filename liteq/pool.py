@@ -13,7 +13,7 @@ The supervisor never imports the task modules; each worker process does
   :class:`~liteq.board.RunningBoard`: on SQLite they become suspects that run alone,
   while the messages it had only prefetched run normally;
 * a child that finished ``max_tasks_per_child`` tasks stops claiming, finishes what it
-  holds and exits with :data:`~liteq.pool_config.EXIT_RECYCLE`; a fresh child takes
+  holds and exits with :data:`~liteq.errors.EXIT_RECYCLE`; a fresh child takes
   its place;
 * with ``hard_time_limit``, a child whose task is stuck past its time limit where
   Python cannot interrupt it is SIGKILLed, its leases released and a replacement
@@ -48,21 +48,21 @@ import signal
 import time
 from typing import Any
 
-from .errors import PidFileError
-from .process.board import RunningBoard
-from .process.child import child_main
-from .process.forks import Forks
-from .process.hard_limit import HARD_LIMIT_CHECK, check_deadlines
-from .process.pidfile import remove_pid_file, write_pid_file
-from .process.pool_config import (
+from .errors import (
     EXIT_BROKER,
     EXIT_IMPORT,
     EXIT_KILLED,
     EXIT_OK,
     EXIT_PIDFILE,
     EXIT_RECYCLE,
-    PoolConfig,
+    PidFileError,
 )
+from .process.board import RunningBoard
+from .process.child import child_main
+from .process.forks import Forks
+from .process.hard_limit import HARD_LIMIT_CHECK, check_deadlines
+from .process.pidfile import remove_pid_file, write_pid_file
+from .process.pool_config import PoolConfig
 from .process.reload import Watcher
 from .process.signals import POOL_SIGNALS, block_signals
 

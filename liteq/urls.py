@@ -1,4 +1,5 @@
-"""Broker URLs are printed and logged: hide the password they may carry.
+"""Broker URLs are printed and logged: hide the password they may carry; and whether
+a URL's host is this machine (a server elsewhere without a password earns a warning).
 
 The password is found without a URL parser, so that a malformed URL (a ``#``, ``/``
 or ``@`` left unencoded in the password) is masked as well as a valid one: the user
@@ -7,7 +8,9 @@ information is everything between ``scheme://`` and the last ``@`` of the URL.
 
 from __future__ import annotations
 
+import ipaddress
 import re
+from collections.abc import Iterable
 from urllib.parse import quote, unquote, urlsplit
 
 _SCHEME = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://")
@@ -72,12 +75,37 @@ def check_url(url: str) -> None:
             "unencoded character (percent-encode # / ? @ in it)")
 
 
+def hide(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with each of ``secrets`` (as given, percent-decoded or percent-encoded)
+    replaced by ``***``."""
+    for secret in secrets:
+        if secret:
+            for form in {secret, unquote(secret), quote(unquote(secret), safe="")}:
+                if form:
+                    text = text.replace(form, MASK)
+    return text
+
+
 def scrub(text: str, url: str | None = None) -> str:
     """``text`` (an error message) with the password of ``url`` and of every URL in it
     replaced by ``***``."""
     password = url_password(url) if url else None
     if password:
-        for form in {password, unquote(password), quote(unquote(password), safe="")}:
-            if form:
-                text = text.replace(form, MASK)
+        text = hide(text, [password])
     return _EMBEDDED.sub(lambda m: mask_url(m.group()), text)
+
+
+_LOCAL_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"}
+
+
+def is_local_host(host: str | None) -> bool:
+    """Whether ``host`` (empty or None: a Unix socket or the client's default) is this machine."""
+    if not host:
+        return True
+    host = host.strip("[]").lower()
+    if host in _LOCAL_NAMES or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

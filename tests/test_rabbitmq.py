@@ -485,7 +485,7 @@ def test_a_wrong_password_fails_at_once_with_a_clear_error(rabbitmq_url, caplog)
 
 
 def test_broker_from_url_builds_a_rabbitmq_broker(rabbitmq_url):
-    broker = liteq.broker.broker_from_url(rabbitmq_url)
+    broker = liteq.broker_from_url(rabbitmq_url)
     assert isinstance(broker, RabbitmqBroker)
     assert "guest:guest" not in repr(broker)
     broker.close()

@@ -378,7 +378,7 @@ def test_credentials_stay_out_of_repr_and_remote_hosts_without_password_warn():
 
 
 def test_broker_from_url_builds_a_redis_broker(redis_url, ns):
-    made = liteq.broker.broker_from_url(redis_url, namespace=ns)
+    made = liteq.broker_from_url(redis_url, namespace=ns)
     try:
         assert isinstance(made, RedisBroker)
         made.ping()

@@ -13,6 +13,7 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 
+from ..errors import EXIT_BROKER, EXIT_ERROR, EXIT_USAGE
 from ..urls import mask_url, scrub
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -21,9 +22,6 @@ DEFAULT_URL = "sqlite:///liteq.db"
 #: Bulk dead-letter operations above this many rows show a progress bar.
 PROGRESS_THRESHOLD = 500
 
-EXIT_ERROR = 1
-EXIT_USAGE = 2
-EXIT_BROKER = 3
 
 
 #: What must never reach a terminal from stored text: C0 and C1 control characters
@@ -115,7 +113,7 @@ def open_broker(url: str | None, *, create: bool = False, sqlite_for: str | None
 
     ``sqlite_for`` names a command that only the SQLite broker supports.
     """
-    from ..broker import broker_from_url
+    from ..brokers.registry import broker_from_url
 
     url = url or DEFAULT_URL
     scheme = url.split(":", 1)[0].lower()

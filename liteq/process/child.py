@@ -23,12 +23,13 @@ import threading
 import time
 from typing import Any
 
+from ..errors import EXIT_BROKER, EXIT_IMPORT, EXIT_KILLED, EXIT_OK, EXIT_RECYCLE
 from ..middleware.middleware import Middleware
 from ..urls import scrub
 from .board import RunningBoard
 from .hard_limit import publish_deadlines
 from .logs import setup_logging
-from .pool_config import EXIT_BROKER, EXIT_IMPORT, EXIT_KILLED, EXIT_OK, EXIT_RECYCLE, PoolConfig
+from .pool_config import PoolConfig
 from .signals import POOL_SIGNALS, block_signals
 
 logger = logging.getLogger("liteq.pool")

@@ -23,7 +23,8 @@ import sys
 import time
 from typing import Any
 
-from .pool_config import EXIT_IMPORT, EXIT_KILLED, EXIT_OK, PoolConfig
+from ..errors import EXIT_IMPORT, EXIT_KILLED, EXIT_OK
+from .pool_config import PoolConfig
 from .signals import POOL_SIGNALS, block_signals
 
 logger = logging.getLogger("liteq.pool")

@@ -1,16 +1,8 @@
-"""What a ``liteq worker`` pool runs with, and the exit codes its processes report."""
+"""What a ``liteq worker`` pool runs with (its exit codes are in ``liteq.errors``)."""
 
 from __future__ import annotations
 
 import dataclasses
-
-EXIT_OK = 0
-EXIT_KILLED = 1
-EXIT_IMPORT = 2
-EXIT_BROKER = 3
-EXIT_PIDFILE = 4
-#: A child that processed ``max_tasks_per_child`` tasks exits with this code.
-EXIT_RECYCLE = 100
 
 
 @dataclasses.dataclass

@@ -92,11 +92,11 @@ class Results(Middleware):
 
 
 def _default_backend(broker: Broker | None) -> ResultBackend:
-    """A ``SqliteBackend`` on ``broker``'s file, or a ``ValueError`` saying what to pass."""
-    if broker is not None and getattr(broker, "is_sqlite", False) and getattr(broker, "path", None):
-        from .backends.sqlite import SqliteBackend
-
-        return SqliteBackend(path=broker.path, durable=getattr(broker, "durable", False))
+    """``broker``'s own default backend (the SQLite broker's file), or a ``ValueError``
+    saying what to pass."""
+    backend = broker.default_result_backend() if broker is not None else None
+    if backend is not None:
+        return backend
     if broker is None:
         problem = "has not seen its broker yet (it does when an actor is declared)"
     else:

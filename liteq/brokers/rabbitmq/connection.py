@@ -16,7 +16,7 @@ import pika
 import pika.exceptions
 
 from ...errors import ConnectionFailed
-from ...urls import check_url, mask_url, scrub
+from ...urls import check_url, is_local_host, mask_url, scrub
 
 logger = logging.getLogger("liteq.RabbitmqBroker")
 
@@ -26,14 +26,6 @@ CONNECTION_ATTEMPTS = 5
 #: Errors that mean the connection (or its channel) is gone: reconnect and retry.
 CONNECTION_ERRORS = (pika.exceptions.AMQPConnectionError, pika.exceptions.AMQPChannelError,
                      OSError)
-_LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "ip6-localhost", ""}
-
-
-def _is_local(host: str | None) -> bool:
-    host = (host or "").lower().strip("[]")
-    return host in _LOCAL_HOSTS or host.startswith("127.") or host.endswith(".localhost")
-
-
 def reason(error: BaseException) -> str:
     """A one-line description of a pika error (some have an empty ``str``)."""
     text = str(error).strip()
@@ -85,7 +77,7 @@ class RabbitmqServer:
             self.parameters = [pika.URLParameters(u) for u in self.urls]
             for u in self.urls:
                 parts = urlsplit(u)
-                if parts.username is None and not _is_local(parts.hostname):
+                if parts.username is None and not is_local_host(parts.hostname):
                     _warn_insecure(mask_url(u))
         elif parameters is not None:
             if pika_kwargs:
@@ -93,11 +85,11 @@ class RabbitmqServer:
                                    "'port' or other pika connection arguments")
             self.parameters = [pika.ConnectionParameters(**p) for p in parameters]
             for p in parameters:
-                if "credentials" not in p and not _is_local(p.get("host", "localhost")):
+                if "credentials" not in p and not is_local_host(p.get("host", "localhost")):
                     _warn_insecure(str(p.get("host")))
         else:
             self.parameters = [pika.ConnectionParameters(**pika_kwargs)]
-            if "credentials" not in pika_kwargs and not _is_local(pika_kwargs.get("host")):
+            if "credentials" not in pika_kwargs and not is_local_host(pika_kwargs.get("host")):
                 _warn_insecure(str(pika_kwargs.get("host")))
 
     @property

@@ -52,8 +52,9 @@ from ...common import current_millis, dq_name
 from ...errors import ConnectionFailed, DecodeError, QueueNotFound
 from ...message import Message
 from ...middleware.middleware import Middleware
+from ...urls import hide
 from . import script as redis_script
-from .connection import build_client, describe, scrub
+from .connection import build_client, describe
 from .consumer import RedisConsumer
 
 T = TypeVar("T")
@@ -143,7 +144,7 @@ class RedisBroker(Broker):
         return f"RedisBroker({self._location!r}, namespace={self.namespace!r})"
 
     def _scrub(self, text: str) -> str:
-        return scrub(text, self._secrets)
+        return hide(text, self._secrets)
 
     def _retrying(self, fn: Callable[[], T], what: str) -> T:
         """Run ``fn``; on a connection error retry with backoff, then ConnectionFailed."""

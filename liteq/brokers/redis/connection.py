@@ -3,31 +3,15 @@ out of what it prints: its location string and scrubbed error messages."""
 
 from __future__ import annotations
 
-import ipaddress
 import warnings
 from typing import Any
-from urllib.parse import quote, unquote, urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry as RedisRetry
 
-from ...urls import check_url
-
-_LOCAL_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"}
-
-
-def is_local(host: str | None) -> bool:
-    """Whether ``host`` (``None``: a Unix socket) is this machine."""
-    if not host:
-        return True
-    host = host.strip("[]").lower()
-    if host in _LOCAL_NAMES or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+from ...urls import check_url, is_local_host
 
 
 def build_client(url: str | None, pool_kwargs: dict[str, Any],
@@ -61,7 +45,7 @@ def build_client(url: str | None, pool_kwargs: dict[str, Any],
         has_password = bool(options.get("password")) or "credential_provider" in options
         host = None if options.get("unix_socket_path") else options.get("host", "localhost")
         pool = redis.ConnectionPool(**options)
-    if not has_password and not is_local(host):
+    if not has_password and not is_local_host(host):
         warnings.warn(
             f"RedisBroker: the Redis server {host!r} is not on this machine and no "
             "password is configured; anyone who can reach it can read and inject "
@@ -80,10 +64,3 @@ def describe(kwargs: dict[str, Any]) -> str:
         host = f"[{host}]"
     return f"redis://{host}:{kwargs.get('port', 6379)}/{kwargs.get('db', 0)}"
 
-
-def scrub(text: str, secrets: list[str]) -> str:
-    """``text`` with each of ``secrets`` (plain or URL-quoted) replaced by ``***``."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***").replace(quote(secret, safe=""), "***")
-    return text

@@ -14,7 +14,7 @@ import json
 import os
 import threading
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
 import apsw
@@ -31,6 +31,9 @@ from . import schema as q
 from .counts import Tally
 from .db import Database
 from .lease import SqliteConsumer, owner_prefix
+
+if TYPE_CHECKING:
+    from ...results.backend import ResultBackend
 
 #: Dead letters are kept this long (ms) before they expire: 7 days, as in Dramatiq.
 DEAD_LETTER_TTL = 7 * 24 * 3600 * 1000
@@ -64,8 +67,6 @@ class SqliteBroker(Broker):
     ``join(queue)`` re-raises the exception of a message a worker of this process
     dead-lettered unless ``fail_fast_default=False`` (Dramatiq's stub broker's rule).
     """
-
-    is_sqlite = True
 
     def __init__(
         self,
@@ -177,6 +178,12 @@ class SqliteBroker(Broker):
             if name not in self.queues:
                 raise QueueNotFound(f"queue {name!r} is not declared on this broker")
         return SqliteConsumer(self, names, prefetch=prefetch, timeout=timeout)
+
+    def default_result_backend(self) -> ResultBackend:
+        """Results are kept in this broker's own file (``Results()`` without a backend)."""
+        from ...results.backends.sqlite import SqliteBackend
+
+        return SqliteBackend(path=self.path, durable=self.durable)
 
     def release_info(self) -> dict[str, Any]:
         """What ``liteq worker``'s supervisor needs to release the messages of this
