@@ -284,7 +284,53 @@ class Broker:
     def _create_queue(self, queue_name: str) -> Any:
         return None
 
-    def enqueue(self, message: Message, *, delay: int | None = None) -> Message:
+    #: Whether :meth:`enqueue_many` writes a whole batch at once (all or nothing).
+    atomic_batches = False
+    #: What :meth:`consume` uses when not given a ``prefetch`` or a ``timeout`` (ms).
+    default_prefetch = 1
+    default_timeout = 1000
+
+    def enqueue(self, message: Message, *, delay: int | None = None, **options: Any) -> Message:
+        """Send ``message`` (after ``delay`` ms); returns the message workers will receive.
+
+        The one template of every broker: validate (:meth:`prepare_message`), the
+        ``before_enqueue`` hooks, the broker's :meth:`_write`, the ``after_enqueue``
+        hooks. ``options`` are the broker's own (the SQLite broker's ``connection``).
+        """
+        message, eta, priority = self.prepare_message(message, delay)
+        self.emit_before("enqueue", message, delay)
+        self._write(message, eta, priority, delay, **options)
+        self.emit_after("enqueue", message, delay)
+        return message
+
+    def _write(self, message: Message, eta: int, priority: int, delay: int | None,
+               **options: Any) -> None:
+        """Store one prepared message: the primitive each broker supplies."""
+        raise NotImplementedError
+
+    def enqueue_many(self, messages: Iterable[Message], *, delay: int | None = None
+                     ) -> list[Message]:
+        """Send ``messages``; returns them as workers will receive them.
+
+        By default one :meth:`enqueue` per message, not atomic: an error leaves the
+        messages before it sent. A broker with ``atomic_batches`` writes them all in
+        :meth:`_write_batch`, or none.
+        """
+        if not self.atomic_batches:
+            return [self.enqueue(m, delay=delay) for m in messages]
+        prepared = []
+        for m in messages:
+            message, eta, priority = self.prepare_message(m, delay)
+            self.emit_before("enqueue", message, delay)
+            prepared.append((message, eta, priority))
+        self._write_batch(prepared)
+        sent = [m for m, _, _ in prepared]
+        for m in sent:
+            self.emit_after("enqueue", m, delay)
+        return sent
+
+    def _write_batch(self, prepared: list[tuple[Message, int, int]]) -> None:
+        """Store prepared ``(message, eta, priority)`` triples at once (``atomic_batches``)."""
         raise NotImplementedError
 
     def prepare_message(self, message: Message, delay: int | None) -> tuple[Message, int, int]:
@@ -316,8 +362,22 @@ class Broker:
             priority = actor.priority if actor is not None else 0
         return message, eta, priority
 
-    def consume(self, queue_names: str | Iterable[str], *, prefetch: int = 1,
-                timeout: int = 1000) -> Consumer:
+    def consume(self, queue_names: str | Iterable[str], *, prefetch: int | None = None,
+                timeout: int | None = None) -> Consumer:
+        """A consumer of ``queue_names``, each declared on this broker (else ``QueueNotFound``).
+
+        ``prefetch`` and ``timeout`` (ms) default to ``default_prefetch``/``default_timeout``.
+        """
+        names = [queue_names] if isinstance(queue_names, str) else list(queue_names)
+        for name in names:
+            if name not in self.queues:
+                raise QueueNotFound(f"queue {name!r} is not declared on this broker")
+        return self._consume(
+            names, prefetch=self.default_prefetch if prefetch is None else prefetch,
+            timeout=self.default_timeout if timeout is None else timeout)
+
+    def _consume(self, queue_names: list[str], *, prefetch: int, timeout: int) -> Consumer:
+        """Build the consumer of declared ``queue_names``: the primitive each broker supplies."""
         raise NotImplementedError
 
     def get_actor(self, actor_name: str) -> Actor:

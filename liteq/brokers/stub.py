@@ -11,7 +11,7 @@ from typing import Any
 
 from ..broker import Broker, Consumer, MessageProxy
 from ..common import current_millis
-from ..errors import DecodeError, QueueNotFound
+from ..errors import DecodeError
 from ..message import Message
 from ..middleware.middleware import Middleware
 
@@ -31,25 +31,19 @@ class StubBroker(Broker):
     def _create_queue(self, queue_name: str) -> list[Any]:
         return []
 
-    def enqueue(self, message: Message, *, delay: int | None = None) -> Message:
-        message, eta, priority = self.prepare_message(message, delay)
-        self.emit_before("enqueue", message, delay)
+    default_timeout = 100
+
+    def _write(self, message: Message, eta: int, priority: int, delay: int | None) -> None:
         body = message.encode()
         with self._cond:
             heapq.heappush(self.queues[message.queue_name],
                            (-priority, eta, next(self._seq), body))
             self._unfinished[message.queue_name] += 1
             self._cond.notify_all()
-        self.emit_after("enqueue", message, delay)
-        return message
 
-    def consume(self, queue_names: str | Iterable[str], *, prefetch: int = 1,
-                timeout: int = 100) -> StubConsumer:
-        names = [queue_names] if isinstance(queue_names, str) else list(queue_names)
-        for name in names:
-            if name not in self.queues:
-                raise QueueNotFound(f"queue {name!r} is not declared on this broker")
-        return StubConsumer(self, names, timeout)
+    def _consume(self, queue_names: list[str], *, prefetch: int,
+                 timeout: int) -> StubConsumer:
+        return StubConsumer(self, queue_names, timeout)
 
     def flush(self, queue_name: str) -> None:
         with self._cond:

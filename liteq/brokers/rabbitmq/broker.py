@@ -30,7 +30,6 @@ from __future__ import annotations
 import os
 import threading
 import weakref
-from collections.abc import Iterable
 from typing import Any
 
 import pika
@@ -38,7 +37,7 @@ import pika.exceptions
 
 from ...broker import Broker
 from ...common import current_millis, dq_name, q_name, validate_priority, xq_name
-from ...errors import ConnectionClosed, DecodeError, QueueNotFound
+from ...errors import ConnectionClosed, DecodeError
 from ...message import Message
 from ...middleware.middleware import Middleware
 from .connection import (
@@ -225,12 +224,10 @@ class RabbitmqBroker(Broker):
                 delivery_mode=2, priority=priority)
         return props
 
-    def enqueue(self, message: Message, *, delay: int | None = None) -> Message:
-        """Publish ``message`` (to ``Q.DQ`` with an ``eta`` when delayed); returns it."""
-        message, eta, priority = self.prepare_message(message, delay)
+    def _write(self, message: Message, eta: int, priority: int, delay: int | None) -> None:
+        """Publish ``message`` (to ``Q.DQ`` with an ``eta`` when delayed)."""
         queue_name = message.queue_name
         amqp_priority = self._amqp_priority(message.options, priority)
-        self.emit_before("enqueue", message, delay)
         if delay is not None or ("eta" in message.options and eta > current_millis()):
             routing_key = dq_name(queue_name)
             body = message.copy(queue_name=routing_key).encode()
@@ -238,8 +235,6 @@ class RabbitmqBroker(Broker):
             routing_key = queue_name
             body = message.encode()
         self._publish(queue_name, routing_key, body, self._props(amqp_priority))
-        self.emit_after("enqueue", message, delay)
-        return message
 
     def _publish(self, queue_name: str, routing_key: str, body: bytes,
                  properties: pika.BasicProperties) -> None:
@@ -264,14 +259,12 @@ class RabbitmqBroker(Broker):
             f"after {MAX_ENQUEUE_ATTEMPTS} attempts: {reason(last) if last else ''}"))
 
     # -- consuming --------------------------------------------------------------------
-    def consume(self, queue_names: str | Iterable[str], *, prefetch: int = 1,
-                timeout: int = 5000) -> RabbitmqConsumer:
+    default_timeout = 5000
+
+    def _consume(self, queue_names: list[str], *, prefetch: int,
+                 timeout: int) -> RabbitmqConsumer:
         """A consumer of ``queue_names`` (and their delay queues), on its own connection."""
-        names = [queue_names] if isinstance(queue_names, str) else list(queue_names)
-        for name in names:
-            if name not in self.queues:
-                raise QueueNotFound(f"queue {name!r} is not declared on this broker")
-        return RabbitmqConsumer(self, [q_name(n) for n in names], prefetch=prefetch,
+        return RabbitmqConsumer(self, [q_name(n) for n in queue_names], prefetch=prefetch,
                                 timeout=timeout)
 
     # -- inspecting, joining, flushing ------------------------------------------------

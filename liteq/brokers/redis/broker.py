@@ -49,7 +49,7 @@ except ImportError as e:  # pragma: no cover - depends on the environment
 
 from ...broker import Broker
 from ...common import current_millis, dq_name
-from ...errors import ConnectionFailed, DecodeError, QueueNotFound
+from ...errors import ConnectionFailed, DecodeError
 from ...message import Message
 from ...middleware.middleware import Middleware
 from ...urls import hide
@@ -188,8 +188,13 @@ class RedisBroker(Broker):
         return f"{self.namespace}:{queue_name}"
 
     # -- enqueue ----------------------------------------------------------------------------
-    def _prepare(self, message: Message, delay: int | None) -> tuple[Message, str, bytes]:
-        message, eta, priority = self.prepare_message(message, delay)
+    #: ``enqueue_many`` writes ``ENQUEUE_CHUNK`` messages per atomic script call.
+    atomic_batches = True
+
+    def prepare_message(self, message: Message, delay: int | None) -> tuple[Message, int, int]:
+        """The base checks, then Dramatiq's ``redis_message_id``; ``eta`` is kept only on a
+        message that goes to the delay queue."""
+        message, eta, priority = super().prepare_message(message, delay)
         if priority and not self._priority_warned:
             self._priority_warned = True
             self.logger.warning(
@@ -198,49 +203,37 @@ class RedisBroker(Broker):
                 self)
         options = dict(message.options)
         options["redis_message_id"] = str(uuid.uuid4())
-        queue = message.queue_name
-        if eta > current_millis():
-            queue = dq_name(queue)
-        else:
+        if eta <= current_millis():
             options.pop("eta", None)
         message = Message(message.queue_name, message.actor_name, message.args,
                           message.kwargs, options, message.message_id,
                           message.message_timestamp)
-        self.emit_before("enqueue", message, delay)
-        return message, queue, message.encode()
+        return message, eta, priority
 
-    def enqueue(self, message: Message, *, delay: int | None = None) -> Message:
-        """Store ``message`` (on ``<q>.DQ`` with its ``eta`` when delayed); returns it."""
-        message, queue, body = self._prepare(message, delay)
-        self._call(["E", queue, message.options["redis_message_id"], body],
-                   what=f"enqueue on {message.queue_name!r}", maintenance_queues=(queue,))
-        self.emit_after("enqueue", message, delay)
-        return message
+    @staticmethod
+    def _enqueue_op(message: Message) -> list[Any]:
+        """The script's enqueue operation: on ``<q>.DQ`` when the message kept an ``eta``."""
+        queue = message.queue_name
+        if "eta" in message.options:
+            queue = dq_name(queue)
+        return ["E", queue, message.options["redis_message_id"], message.encode()]
 
-    def enqueue_many(self, messages: Iterable[Message], *, delay: int | None = None
-                     ) -> list[Message]:
-        """Store many messages, ``ENQUEUE_CHUNK`` per atomic call."""
-        prepared = [self._prepare(m, delay) for m in messages]
+    def _write(self, message: Message, eta: int, priority: int, delay: int | None) -> None:
+        op = self._enqueue_op(message)
+        self._call(op, what=f"enqueue on {message.queue_name!r}", maintenance_queues=(op[1],))
+
+    def _write_batch(self, prepared: list[tuple[Message, int, int]]) -> None:
         for start in range(0, len(prepared), ENQUEUE_CHUNK):
             ops: list[Any] = []
-            for message, queue, body in prepared[start:start + ENQUEUE_CHUNK]:
-                ops += ["E", queue, message.options["redis_message_id"], body]
+            for message, _, _ in prepared[start:start + ENQUEUE_CHUNK]:
+                ops += self._enqueue_op(message)
             self._call(ops, what="enqueue")
-        sent = [m for m, _, _ in prepared]
-        for m in sent:
-            self.emit_after("enqueue", m, delay)
-        return sent
 
     # -- consuming --------------------------------------------------------------------------
-    def consume(self, queue_names: str | Iterable[str], *, prefetch: int = 1,
-                timeout: int = 1000) -> RedisConsumer:
+    def _consume(self, queue_names: list[str], *, prefetch: int, timeout: int) -> RedisConsumer:
         """A consumer over ``queue_names`` (and their delay queues)."""
-        names = [queue_names] if isinstance(queue_names, str) else list(queue_names)
-        for name in names:
-            if name not in self.queues:
-                raise QueueNotFound(f"queue {name!r} is not declared on this broker")
         self.ping()
-        return RedisConsumer(self, names, prefetch=prefetch, timeout=timeout)
+        return RedisConsumer(self, queue_names, prefetch=prefetch, timeout=timeout)
 
     def release_workers(self, worker_ids: Iterable[str]) -> int:
         """Requeue now the unacknowledged messages of workers known to be dead (on every

@@ -21,7 +21,7 @@ import apsw
 
 from ...broker import Broker
 from ...common import current_millis
-from ...errors import MessageTooLarge, QueueNotFound
+from ...errors import MessageTooLarge
 from ...message import Message
 from ...middleware.middleware import Middleware
 from ...urls import mask_url
@@ -108,23 +108,26 @@ class SqliteBroker(Broker):
     def _create_queue(self, queue_name: str) -> None:
         self.db.execute(q.DECLARE_QUEUE, (queue_name, current_millis()))
 
-    def _row(self, message: Message, delay: int | None) -> tuple[Message, tuple]:
-        message, eta, priority = self.prepare_message(message, delay)
-        self.emit_before("enqueue", message, delay)
+    @staticmethod
+    def _row(message: Message, eta: int, priority: int) -> tuple[Any, ...]:
         now = current_millis()
         state = q.DELAYED if eta > now else q.READY
-        return message, (message.queue_name, state, priority, eta, message.message_id,
-                         message.encode(), now)
+        return (message.queue_name, state, priority, eta, message.message_id,
+                message.encode(), now)
 
-    def enqueue(self, message: Message, *, delay: int | None = None,
-                connection: Any = None) -> Message:
-        """Store ``message`` (after ``delay`` ms); returns the message workers will receive.
+    #: ``enqueue_many`` is one transaction: all of the messages, or none on error.
+    atomic_batches = True
+    default_prefetch = 32
+
+    def _write(self, message: Message, eta: int, priority: int, delay: int | None,
+               connection: Any = None) -> None:
+        """Insert ``message``'s row; ``enqueue(..., connection=conn)`` passes ``conn``.
 
         With ``connection`` (an apsw or ``sqlite3`` connection on this file, or the one
         set by :meth:`transaction`), the row is written in that connection's open
         transaction and exists only if the caller commits.
         """
-        message, row = self._row(message, delay)
+        row = self._row(message, eta, priority)
         connection = connection or getattr(self._tx, "conn", None)
         if connection is None:
             db = self.db
@@ -137,20 +140,11 @@ class SqliteBroker(Broker):
                 raise MessageTooLarge(
                     f"message {message.message_id} ({len(row[5])} bytes encoded) is longer "
                     f"than SQLite's maximum length ({e}); nothing was written") from e
-        self.emit_after("enqueue", message, delay)
-        return message
 
-    def enqueue_many(self, messages: Iterable[Message], *, delay: int | None = None
-                     ) -> list[Message]:
-        """Store many messages in one transaction: all of them, or none on error."""
-        prepared = [self._row(m, delay) for m in messages]
-        rows = [row for _, row in prepared]
-        self.db.write(counts.insert_counted, rows)
+    def _write_batch(self, prepared: list[tuple[Message, int, int]]) -> None:
+        """Insert all the rows in one transaction."""
+        self.db.write(counts.insert_counted, [self._row(*p) for p in prepared])
         self.db.local_enqueues += 1
-        sent = [m for m, _ in prepared]
-        for m in sent:
-            self.emit_after("enqueue", m, delay)
-        return sent
 
     @contextlib.contextmanager
     def transaction(self, connection: Any) -> Iterator[Any]:
@@ -171,13 +165,9 @@ class SqliteBroker(Broker):
             self._tx.conn = previous
 
     # -- consuming --------------------------------------------------------------------
-    def consume(self, queue_names: str | Iterable[str], *, prefetch: int = 32,
-                timeout: int = 1000) -> SqliteConsumer:
-        names = [queue_names] if isinstance(queue_names, str) else list(queue_names)
-        for name in names:
-            if name not in self.queues:
-                raise QueueNotFound(f"queue {name!r} is not declared on this broker")
-        return SqliteConsumer(self, names, prefetch=prefetch, timeout=timeout)
+    def _consume(self, queue_names: list[str], *, prefetch: int,
+                 timeout: int) -> SqliteConsumer:
+        return SqliteConsumer(self, queue_names, prefetch=prefetch, timeout=timeout)
 
     def default_result_backend(self) -> ResultBackend:
         """Results are kept in this broker's own file (``Results()`` without a backend)."""
