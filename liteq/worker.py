@@ -19,7 +19,7 @@ import time
 from queue import Empty, SimpleQueue
 from time import perf_counter
 from time import time as wall_clock
-from typing import Any
+from typing import Any, Protocol
 
 from . import lease_log
 from .activity import Activity
@@ -31,15 +31,23 @@ from .errors import (
     HookFailed,
     Interrupt,
     MessageTooLarge,
+    MiddlewareError,
     RateLimitExceeded,
     Retry,
     SkipMessage,
     UnusableDatabase,
 )
 from .middleware.middleware import Middleware
-from .process.board import RunningBoard
 
 logger = logging.getLogger("liteq.worker")
+
+
+class Board(Protocol):
+    """Where a pool child publishes what each worker thread runs (the supervisor's
+    ``liteq.process.board.RunningBoard``; the worker needs only these two calls)."""
+
+    def start(self, slot: int, message_id: str) -> None: ...
+    def finish(self, slot: int) -> None: ...
 
 _STOP = object()
 
@@ -64,7 +72,7 @@ class Worker:
         worker_timeout: int = 1000,
         worker_threads: int = 8,
         prefetch: int | None = None,
-        board: RunningBoard | None = None,
+        board: Board | None = None,
     ) -> None:
         if worker_threads < 1:
             raise ValueError("worker_threads must be at least 1")
@@ -79,7 +87,7 @@ class Worker:
         self.done: SimpleQueue[MessageProxy] = SimpleQueue()
         #: Messages a worker thread did not start because their lease had lapsed.
         self.lapsed: SimpleQueue[MessageProxy] = SimpleQueue()
-        #: Where a pool child publishes what each thread runs (``liteq.board``).
+        #: Where a pool child publishes what each thread runs (``liteq.process.board``).
         self.board = board
         self.threads: list[WorkerThread] = []
         self.consumer_thread: ConsumerThread | None = None
@@ -241,7 +249,7 @@ class ConsumerThread(threading.Thread):
         refusals = 0
         try:
             while not self.stopping:
-                pending += self._drain_done()
+                pending += self._before_settle(self._drain_done())
                 if not self.worker.fixed_prefetch and rate.add(len(pending)):
                     prefetch = min(max(int(rate.per_second * PREFETCH_WINDOW), threads),
                                    MAX_PREFETCH)
@@ -301,6 +309,20 @@ class ConsumerThread(threading.Thread):
             self.worker.work.put(_STOP)
         self._stopped.set()
 
+    def _before_settle(self, done: list[MessageProxy]) -> list[MessageProxy]:
+        """Emit ``before_ack``/``before_nack`` for each finished message, once, before the
+        broker settles it (as Dramatiq's consumer thread does); returns ``done``."""
+        broker = self.worker.broker
+        if done and (broker.hooks("before_ack") or broker.hooks("before_nack")):
+            for proxy in done:
+                try:
+                    broker.emit_before("nack" if proxy.failed else "ack", proxy)
+                except MiddlewareError:  # the consumer thread settles the message anyway
+                    logger.critical("middleware hook before_%s of message %s failed",
+                                    "nack" if proxy.failed else "ack", proxy.message_id,
+                                    exc_info=True)
+        return done
+
     def _after_settle(self, settled: list[MessageProxy]) -> None:
         broker = self.worker.broker
         if not settled or not (broker.hooks("after_ack") or broker.hooks("after_nack")):
@@ -326,7 +348,7 @@ class ConsumerThread(threading.Thread):
         deadline = time.monotonic() + self._grace
         for thread in self.worker.threads:
             thread.join(max(0.0, deadline - time.monotonic()))
-        pending += self._drain_done()
+        pending += self._before_settle(self._drain_done())
         if pending:
             try:
                 self.consumer.exchange(pending, 0)
@@ -419,8 +441,7 @@ class WorkerThread(threading.Thread):
                 raise ActorNotFound(
                     f"actor {proxy._message.actor_name!r} is not declared in this worker"
                 )
-            for hook in broker._hooks["before_process_message"]:
-                hook(broker, proxy)
+            broker.emit_before("process_message", proxy)
             message = proxy._message
             started = perf_counter()
             if actor.is_async:
@@ -430,11 +451,7 @@ class WorkerThread(threading.Thread):
             else:
                 result = actor.fn(*message.args, **message.kwargs)
             self.worker.activity.ran(message.queue_name, perf_counter() - started)
-            for hook in broker._hooks["after_process_message"]:
-                try:
-                    hook(broker, proxy, result=result)
-                except Exception:
-                    logger.critical("after_process_message hook failed", exc_info=True)
+            broker.emit_after("process_message", proxy, result=result)
         except SkipMessage as exc:
             if proxy.failed:  # e.g. past its age limit: join and Results see why
                 proxy.stuff_exception(exc)

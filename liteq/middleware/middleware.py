@@ -1,7 +1,11 @@
 """The middleware base class: every hook is a no-op, so subclasses override only what they use.
 
 The broker dispatches a hook only to the middleware whose class overrides it, so an
-unused hook costs nothing on the hot path.
+unused hook costs nothing on the hot path. Every hook goes through ``Broker.emit_before``
+/ ``emit_after`` (the worker's too), by one rule: a ``MiddlewareError`` (``SkipMessage``)
+raised by a ``before_*`` hook propagates, any other error of a hook is logged and the
+work goes on. The one exception is ``after_process_message`` of a failed message (see
+``WorkerThread._after_failure``): a hook that raises there dead-letters the message.
 """
 
 from __future__ import annotations
