@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import sys
 
+from ..support.text import safe
+
 LOG_FORMAT = (
     "[%(asctime)s] [PID %(process)d] [%(threadName)s] [%(name)s] [%(levelname)s] %(message)s"
 )
@@ -14,8 +16,6 @@ class SafeFormatter(logging.Formatter):
     """The usual line, with control characters (from messages and errors) shown as escapes."""
 
     def format(self, record: logging.LogRecord) -> str:
-        from ..ops.cli_support import safe
-
         return safe(super().format(record), multiline=True)
 
 

@@ -22,7 +22,7 @@ import threading
 from collections.abc import Iterable
 from pathlib import PurePath
 
-from ..brokers.sqlite.wakeup import _inotify
+from ..support.inotify import inotify_libc as _inotify
 
 logger = logging.getLogger("liteq.pool")
 

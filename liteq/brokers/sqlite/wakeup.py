@@ -11,14 +11,13 @@ short through a self-pipe.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import os
 import select
 import struct
-import sys
 import time
 from collections.abc import Callable
+
+from ...support.inotify import inotify_libc as _inotify
 
 _IN_MODIFY = 0x00000002
 _IN_CREATE = 0x00000100
@@ -28,18 +27,6 @@ _IN_CLOEXEC = 0o2000000
 _EVENT = struct.Struct("iIII")
 _RECHECK_WINDOW = 0.01
 _RECHECK_STEP = 0.0002
-
-_libc: ctypes.CDLL | None = None
-
-
-def _inotify() -> ctypes.CDLL | None:
-    global _libc
-    if _libc is None and sys.platform.startswith("linux"):
-        lib = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        if hasattr(lib, "inotify_init1"):
-            _libc = lib
-    return _libc
-
 
 def inotify_available() -> bool:
     """True when this platform offers inotify and it is not disabled by ``LITEQ_WAKEUP``."""
