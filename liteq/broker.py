@@ -30,6 +30,8 @@ from .message import Message
 from .middleware.middleware import HOOKS, Middleware
 
 if TYPE_CHECKING:
+    # Type-only, and mutual by nature: a broker holds actors, an actor names its broker;
+    # a result backend reads messages. Never imported at run time.
     from .actors import Actor
     from .results.backend import ResultBackend
 

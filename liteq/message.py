@@ -14,6 +14,8 @@ from .errors import DecodeError
 from .options import ENVELOPE_FIELDS, check_values, show
 
 if TYPE_CHECKING:
+    # Type-only, and mutual by nature: ``a | b`` makes a pipeline of messages, and a
+    # backend returns a message's result.
     from .composition import pipeline
     from .results.backend import ResultBackend
 

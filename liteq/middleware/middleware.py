@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import MiddlewareError, SkipMessage
 
 if TYPE_CHECKING:
+    # Type-only, and mutual by nature: hooks receive the broker that holds them.
     from ..broker import Broker
 
 __all__ = ["HOOKS", "Middleware", "MiddlewareError", "SkipMessage"]

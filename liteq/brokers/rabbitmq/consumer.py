@@ -19,6 +19,7 @@ from ...message import Message
 from .connection import CONNECTION_ERRORS, close_quietly, reason
 
 if TYPE_CHECKING:
+    # Type-only, and mutual by nature: the broker builds its consumers, which use it.
     from .broker import RabbitmqBroker
 
 __all__ = ["MAX_PREFETCH", "RabbitmqConsumer"]

@@ -20,6 +20,7 @@ from ...errors import DecodeError
 from ...message import Message
 
 if TYPE_CHECKING:
+    # Type-only, and mutual by nature: the broker builds its consumers, which use it.
     from .broker import RedisBroker
 
 #: Delayed messages a consumer holds in memory at most (Dramatiq holds up to 65,535).

@@ -38,6 +38,7 @@ from .counts import Tally
 from .wakeup import Waiter
 
 if TYPE_CHECKING:
+    # Type-only, and mutual by nature: the broker builds its consumers, which use it.
     from .broker import SqliteBroker
 
 HOST = socket.gethostname()
