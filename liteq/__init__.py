@@ -1,4 +1,8 @@
-"""liteq: Dramatiq's programming model with one SQLite file as the default broker."""
+"""liteq: Dramatiq's programming model with one SQLite file as the default broker.
+
+The layout (core, ``brokers/``, ``process/``, ``ops/``) and which folder may import which
+are described in ARCHITECTURE.md at the repository root.
+"""
 
 import warnings
 from typing import Any

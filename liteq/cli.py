@@ -1,7 +1,7 @@
 """The ``liteq`` command: ``liteq worker`` runs a pool; the other commands operate a broker.
 
 Every command is a thin layer over library calls (``liteq.pool``, ``SqliteBroker``,
-``liteq.snapshot``); the operations commands live in :mod:`liteq.commands`.
+``liteq.ops.snapshot``); the operations commands live in :mod:`liteq.ops.commands`.
 Exit codes follow Dramatiq's CLI: 0 ok, 1 killed or failed, 2 bad arguments or an
 import error, 3 the broker (database) is unusable, 4 a pid-file problem.
 """

@@ -1,36 +1,36 @@
 """The supervisor of ``liteq worker``: starts N worker processes and watches them.
 
 The supervisor never imports the task modules; each worker process does
-(:mod:`liteq.child`). The supervisor only watches:
+(:mod:`liteq.process.child`). The supervisor only watches:
 
 * a child that dies unexpectedly has its messages released at once (claimable again
-  without waiting for a lease or a heartbeat to lapse) and is restarted, with a
-  backoff when it keeps crashing. Before it claims anything, each child sends its
-  broker's ``release_info()``, a small picklable recipe naming a module of liteq
-  (``liteq.store``, ``liteq.redis_compat``) whose ``release(info, pid, running, overran)`` does
-  it, so that this module needs to know no broker. ``running`` are the ids of the
-  messages the child was running when it died, read off its
-  :class:`~liteq.board.RunningBoard`: on SQLite they become suspects that run alone,
-  while the messages it had only prefetched run normally;
+  without waiting for a lease or a heartbeat to lapse) and is restarted, with a backoff
+  when it keeps crashing. Before it claims anything, each child sends its broker's
+  ``release_info()``, a small picklable recipe naming a module of liteq
+  (``liteq.brokers.sqlite.broker``, ``liteq.brokers.redis.broker``) whose
+  ``release(info, pid, running, overran)`` does it, so that this module needs to know no
+  broker. ``running`` are the ids of the messages the child was running when it died,
+  read off its :class:`~liteq.process.board.RunningBoard`: on SQLite they become
+  suspects that run alone, while the messages it had only prefetched run normally;
 * a child that finished ``max_tasks_per_child`` tasks stops claiming, finishes what it
   holds and exits with :data:`~liteq.errors.EXIT_RECYCLE`; a fresh child takes
   its place;
 * with ``hard_time_limit``, a child whose task is stuck past its time limit where
   Python cannot interrupt it is SIGKILLed, its leases released and a replacement
-  started (:mod:`liteq.hard_limit`). The overrunning message is counted as a delivery
+  started (:mod:`liteq.process.hard_limit`). The overrunning message is counted as a delivery
   (``overran``) and comes back as a suspect that runs alone; after the broker's
   ``max_deliveries`` it is dead-lettered with the reason "delivered N times without
   being acknowledged" — the same path as a message that crashes its worker.
   (Retries' ``max_retries`` and backoff do not apply to it: the child cannot run
   middleware while stuck, and the supervisor does not import the actors.)
 * ``--fork-function`` functions and middleware ``forks`` run in fork processes of
-  their own beside the children (:mod:`liteq.forks`).
+  their own beside the children (:mod:`liteq.process.forks`).
 
 Signals: SIGTERM or SIGINT make the supervisor send SIGTERM to every child, which
 stops claiming, returns prefetched messages, lets running ones finish within the
 shutdown timeout and exits 0; the supervisor then exits 0. A second SIGTERM/SIGINT
 SIGKILLs the children, releases their leases and exits 1 at once. SIGHUP (and a
-changed ``.py`` file under a ``watch`` directory, :mod:`liteq.reload`) restarts every
+changed ``.py`` file under a ``watch`` directory, :mod:`liteq.process.reload`) restarts every
 child gracefully, so that they import the code afresh.
 """
 

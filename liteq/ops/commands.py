@@ -1,7 +1,7 @@
 """The operations commands: ``liteq enqueue``, ``queues``, ``stats``, ``dlq …`` and ``purge``.
 
-Each is a thin layer over :class:`~liteq.store.SqliteBroker` calls (and
-:func:`liteq.snapshot.snapshot`); :mod:`liteq.cli` adds them to the ``liteq`` group.
+Each is a thin layer over :class:`~liteq.brokers.sqlite.SqliteBroker` calls (and
+:func:`liteq.ops.snapshot.snapshot`); :mod:`liteq.cli` adds them to the ``liteq`` group.
 """
 
 from __future__ import annotations

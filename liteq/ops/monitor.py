@@ -1,6 +1,6 @@
 """The data model of ``liteq top``: broker snapshots turned into frames to display.
 
-Each refresh reads :func:`liteq.snapshot.snapshot` (the data of ``liteq stats
+Each refresh reads :func:`liteq.ops.snapshot.snapshot` (the data of ``liteq stats
 --json``) plus two cheap extras: the oldest waiting message of each queue that has
 ready messages (``oldest_ready``: index seeks) and the newest dead letters (a rowid
 range read). Every query is a plain read in WAL mode: it never takes the write lock

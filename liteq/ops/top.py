@@ -2,7 +2,7 @@
 
 The terminal side: :func:`run_live` drives a ``rich.live.Live`` screen (keys read
 in cbreak mode) until ``q`` or Ctrl-C, and :func:`top_command` is the click command.
-The data comes from :mod:`liteq.monitor`, the layout from :mod:`liteq.top_render`.
+The data comes from :mod:`liteq.ops.monitor`, the layout from :mod:`liteq.ops.top_render`.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
-"""How ``liteq top`` draws a :class:`~liteq.monitor.Frame` with rich.
+"""How ``liteq top`` draws a :class:`~liteq.ops.monitor.Frame` with rich.
 
 :func:`render` lays a frame out for a given terminal size, dropping columns on
 narrow terminals and rows on short ones; :func:`render_text` renders it to a string
 (``--once`` and tests). Pure layout: no terminal and no broker access here. Every
-cell is shown literally (:func:`liteq.cli_support.literal`): names and errors come
+cell is shown literally (:func:`liteq.ops.cli_support.literal`): names and errors come
 from messages and may hold markup or terminal escapes.
 """
 

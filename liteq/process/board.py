@@ -3,7 +3,7 @@
 Per thread: the id of the message it is running (empty when idle) and, under
 ``--hard-time-limit``, the moment by which that run must be over. When a child dies,
 the supervisor releases its messages knowing which ones were running (suspects, see
-``liteq.schema``) and which were only prefetched (innocent: they never started).
+``liteq.brokers.sqlite.schema``) and which were only prefetched (innocent: they never started).
 Memory writes only: publishing costs a worker thread no system call.
 """
 

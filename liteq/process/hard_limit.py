@@ -2,7 +2,7 @@
 
 Each worker process publishes, per worker thread, the moment by which its task must be
 over (its time limit plus a grace period that lets the ``TimeLimit`` middleware
-interrupt Python code first) on its :class:`~liteq.board.RunningBoard`. A task still
+interrupt Python code first) on its :class:`~liteq.process.board.RunningBoard`. A task still
 running past that moment is stuck where Python cannot interrupt it (C code, a blocking
 system call, a held GIL), so the supervisor, which checks every
 :data:`HARD_LIMIT_CHECK` seconds, SIGKILLs the process.

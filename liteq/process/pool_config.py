@@ -27,7 +27,7 @@ class PoolConfig:
     watch_exclude: list[str] = dataclasses.field(default_factory=list)
     #: Leave logging alone in every process (the modules configure it).
     skip_logging: bool = False
-    #: ``module:function`` paths run in fork processes of their own (:mod:`liteq.forks`).
+    #: ``module:function`` paths run in fork processes of their own (:mod:`liteq.process.forks`).
     forks: list[str] = dataclasses.field(default_factory=list)
     #: How long (ms) fork processes wait for the worker processes to be ready.
     fork_timeout: float = 30000

@@ -20,12 +20,13 @@ Keys (``ns`` is the namespace, ``q`` a queue, ``id`` the ``redis_message_id`` op
   one-element list pushed on enqueue, on which idle liteq consumers block instead of
   polling) and ``ns:__liteq__.wake.<uuid>`` (a consumer's private wake-up list).
 
-Every change is one call of one Lua script (:mod:`liteq.redis_script`): a list of
-operations (enqueue, ack, nack, requeue, promote a due delayed message, fetch a batch
-over several queues, maintenance, release dead workers) run atomically, so that a worker
-acknowledges what it finished and claims its next batch in one round trip. The consumer is in
-:mod:`liteq.redis_consumer`, client building and credential scrubbing in
-:mod:`liteq.redis_connection`.
+Every change is one call of one Lua script (``script.lua``, run by
+:mod:`liteq.brokers.redis.script`): a list of operations (enqueue, ack, nack, requeue,
+promote a due delayed message, fetch a batch over several queues, maintenance, release
+dead workers) run atomically, so that a worker acknowledges what it finished and claims
+its next batch in one round trip. The consumer is in
+:mod:`liteq.brokers.redis.consumer`, client building and credential scrubbing in
+:mod:`liteq.brokers.redis.connection`.
 """
 
 from __future__ import annotations

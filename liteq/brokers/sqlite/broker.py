@@ -1,8 +1,8 @@
 """The SQLite broker: one database file is the queue (liteq's default broker).
 
 Enqueue is one short transaction (or part of the caller's own transaction on the
-same file); workers claim and acknowledge in batches through ``liteq.lease``. The
-SQL lives in ``liteq.schema`` next to the indexes that serve it. :func:`release` and
+same file); workers claim and acknowledge in batches through ``liteq.brokers.sqlite.lease``. The
+SQL lives in ``liteq.brokers.sqlite.schema`` next to the indexes that serve it. :func:`release` and
 :func:`forget_stale_workers` are what ``liteq worker``'s supervisor calls with a
 child's :meth:`SqliteBroker.release_info`.
 """

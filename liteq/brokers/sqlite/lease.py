@@ -9,7 +9,7 @@ a lease token: an ack or nack holding a stale token changes nothing, and a worke
 thread does not start a message whose lease it may no longer hold (``lease_until``).
 
 A batch claim counts no delivery. Rows a dead or hung worker was running come back as
-suspects (see ``liteq.schema``): this consumer claims a suspect only when it holds no
+suspects (see ``liteq.brokers.sqlite.schema``): this consumer claims a suspect only when it holds no
 other lease, runs it alone, and counts that delivery, so a message that kills its
 process is dead-lettered after ``max_deliveries`` solo deaths and nothing else is.
 """

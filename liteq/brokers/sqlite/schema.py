@@ -167,7 +167,7 @@ RETURN_UNSTARTED = (
     " RETURNING id, queue"
 )
 
-# --- counts (liteq.counts; served by the primary key) -------------------------------------
+# --- counts (counts.py; served by the primary key) -------------------------------------------
 WATERMARK = "SELECT value FROM liteq_meta WHERE key = 'counted_upto'"
 SET_WATERMARK = "UPDATE liteq_meta SET value = ? WHERE key = 'counted_upto'"
 MAX_ID = "SELECT coalesce(max(id), 0) FROM liteq_messages"
