@@ -1,11 +1,12 @@
 """The middleware base class: every hook is a no-op, so subclasses override only what they use.
 
 The broker dispatches a hook only to the middleware whose class overrides it, so an
-unused hook costs nothing on the hot path. Every hook goes through ``Broker.emit_before``
-/ ``emit_after`` (the worker's too), by one rule: a ``MiddlewareError`` (``SkipMessage``)
-raised by a ``before_*`` hook propagates, any other error of a hook is logged and the
-work goes on. The one exception is ``after_process_message`` of a failed message (see
-``WorkerThread._after_failure``): a hook that raises there dead-letters the message.
+unused hook costs nothing on the hot path. Every ``before_*`` hook goes through
+``Broker.emit_before`` (the worker's too): a ``MiddlewareError`` (``SkipMessage``)
+propagates, any other error is logged and the work goes on. An error of an ``after_*``
+hook is logged and the work goes on (``emit_after``; the worker inlines that loop for
+``after_process_message``), except for ``after_process_message`` of a failed message
+(``WorkerThread._after_failure``): a hook that raises there dead-letters the message.
 """
 
 from __future__ import annotations
