@@ -301,7 +301,10 @@ class Broker:
         """
         message, eta, priority = self.prepare_message(message, delay)
         self.emit_before("enqueue", message, delay)
-        self._write(message, eta, priority, delay, **options)
+        if options:
+            self._write(message, eta, priority, delay, **options)
+        else:  # the hot path: a plain call, no keyword dict to unpack
+            self._write(message, eta, priority, delay)
         self.emit_after("enqueue", message, delay)
         return message
 
