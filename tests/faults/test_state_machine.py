@@ -367,6 +367,8 @@ def _ready(m: Msg) -> None:
 
 
 class BrokerMachine(RuleBasedStateMachine):
+    """Random operations on one broker file; after each, the model and the file agree."""
+
     def __init__(self) -> None:
         super().__init__()
         self.dir = tempfile.mkdtemp(prefix="liteq-model-")
@@ -374,7 +376,6 @@ class BrokerMachine(RuleBasedStateMachine):
         self.h = Harness(os.path.join(self.dir, "liteq.db"), self.clock)
         self.msgs: dict[str, Msg] = {}
         self.live: dict[int, Cons] = {}
-        self.dead_consumers: list[Any] = []
         self.seq = 0
         self.next_id = 0
 
@@ -608,6 +609,7 @@ class BrokerMachine(RuleBasedStateMachine):
         for proxy in received:
             assert proxy.message_id in self.msgs, f"received a message never sent: {proxy}"
             assert proxy.message_id not in view.claimed, f"{proxy.message_id} claimed twice"
+            assert proxy.queue_name == self.msgs[proxy.message_id].queue, f"{proxy} moved queue"
             view.claimed[proxy.message_id] = self.h.lease_of(proxy)
         assert len(view.claimed) <= want, f"claimed {len(view.claimed)}, asked for {want}"
         for m in self.msgs.values():
@@ -655,7 +657,7 @@ BrokerMachine.TestCase.settings = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
-TestBrokerModel = BrokerMachine.TestCase
+TestBrokerModel = pytest.mark.timeout(3 * 3600 if SOAK else 300)(BrokerMachine.TestCase)
 
 LockWaitMachine.TestCase.settings = settings(
     BrokerMachine.TestCase.settings, max_examples=1000 if SOAK else 100,
