@@ -170,11 +170,13 @@ class Soak:
             f.write(json.dumps({"pid": pid, "at": _now_ms(), "sig": "KILL"}) + "\n")
 
     def kill(self, pid: int) -> None:
-        self._log_kill(pid)  # logged first: the run ends no later than this
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
-            pass
+            return
+        # Logged once sent: the process runs nothing after this time, and nothing it
+        # held is released (so nothing rerun) before it.
+        self._log_kill(pid)
 
     def stop(self, pid: int, seconds: float) -> None:
         """SIGSTOP ``pid`` and SIGCONT it after ``seconds``."""
@@ -282,7 +284,7 @@ class Soak:
         finally:
             self.shutdown()
         self.say("chaos: " + ", ".join(f"{k} {v}" for k, v in self.counts.items()))
-        return load_and_analyze(c.directory, self.lease_dir)
+        return load_and_analyze(c.directory, self.lease_dir, c.lease_ms)
 
     def stop_producers(self) -> None:
         for p in self.producers:

@@ -24,6 +24,8 @@ import sqlite3
 from collections.abc import Iterable
 
 Event = dict
+#: A lease written with less than lease_ms - SHORT_MS left was computed from a stale clock.
+SHORT_MS = 50
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +55,7 @@ class Report:
     redelivered: int  # messages started more than once
     double_runs: list[DoubleRun]
     lease_log: bool  # whether the lease-log test hook wrote anything
+    short_leases: int = 0  # leases written expiring before commit + lease_ms - 50 ms
     bad_lines: int = 0
 
     @property
@@ -71,6 +74,9 @@ class Report:
             f"redeliveries after crashes:              {self.redeliveries}"
             f" (of {self.redelivered} messages)",
         ]
+        if self.lease_log:
+            lines.append(f"leases written already short:            {self.short_leases}"
+                         f" (expiring before commit + lease - {SHORT_MS} ms)")
         if self.bad_lines:
             lines.append(f"unreadable log lines (skipped):          {self.bad_lines}")
         lines += [f"  lost: {mid}" for mid in self.lost[:20]]
@@ -144,7 +150,8 @@ def _overlap(expiries: list[tuple[int, int]], first: Run, second: Run) -> int | 
 
 
 def analyze(sent: Iterable[str], task_events: Iterable[Event], lease_events: list[Event],
-            kills: dict[int, list[int]], dead: set[str], bad_lines: int = 0) -> Report:
+            kills: dict[int, list[int]], dead: set[str], lease_ms: int, bad_lines: int = 0
+            ) -> Report:
     """Judge one soak: ``task_events`` are the actor's own start/end lines."""
     sent_ids = set(sent)
     task_events = list(task_events)
@@ -164,6 +171,8 @@ def analyze(sent: Iterable[str], task_events: Iterable[Event], lease_events: lis
         redelivered=sum(n > 1 for n in starts.values()),
         double_runs=find_double_runs(lease_events, kills),
         lease_log=bool(lease_events),
+        short_leases=sum(e["exp"] < e["at"] + lease_ms - SHORT_MS
+                         for e in lease_events if e["ev"] == "lease"),
         bad_lines=bad_lines,
     )
 
@@ -187,7 +196,7 @@ def _pid_of(path: str) -> int:
     return int(re.search(r"-(\d+)\.jsonl$", path).group(1))  # type: ignore[union-attr]
 
 
-def load_and_analyze(directory: str, lease_dir: str) -> Report:
+def load_and_analyze(directory: str, lease_dir: str, lease_ms: int) -> Report:
     """Read every log of a finished soak in ``directory`` and judge it."""
     bad = 0
     sent: list[str] = []
@@ -214,4 +223,4 @@ def load_and_analyze(directory: str, lease_dir: str) -> Report:
         dead = {row[0] for row in db.execute("SELECT message_id FROM liteq_dead_letters")}
     finally:
         db.close()
-    return analyze(sent, task_events, lease_events, kills, dead, bad)
+    return analyze(sent, task_events, lease_events, kills, dead, lease_ms, bad)

@@ -68,11 +68,16 @@ def test_lost_means_never_completed_and_not_dead_lettered():
     task = [{"ev": "start", "mid": m, "at": 1, "pid": 1} for m in ("a", "b", "d", "d", "d")]
     task += [{"ev": "end", "mid": "a", "at": 2, "pid": 1}]
     hook = [lease("b", 1, 0, 1000), start("b", 1, 1), end("b", 1, 2)]
-    report = analyze(["a", "b", "c", "d", "e"], task, hook, {}, {"c"})
+    report = analyze(["a", "b", "c", "d", "e"], task, hook, {}, {"c"}, lease_ms=1000)
     assert report.lost == ["d", "e"]  # d started three times, never finished
     assert (report.sent, report.run, report.dead) == (5, 2, 1)
     assert (report.redeliveries, report.redelivered) == (2, 1)
-    assert report.lease_log and not report.ok
+    assert report.lease_log and not report.ok and report.short_leases == 0
+
+
+def test_a_lease_written_with_less_than_its_length_left_is_counted_short():
+    hook = [lease("m", 1, 0, 1000), lease("m", 1, 500, 1450), lease("m", 1, 900, 1000)]
+    assert analyze(["m"], [], hook, {}, set(), lease_ms=1000).short_leases == 1
 
 
 def test_logs_are_read_from_disk_skipping_a_line_cut_by_a_kill(tmp_path):
@@ -94,7 +99,7 @@ def test_logs_are_read_from_disk_skipping_a_line_cut_by_a_kill(tmp_path):
     db.execute("INSERT INTO liteq_dead_letters VALUES ('b')")
     db.commit()
     db.close()
-    report = load_and_analyze(str(tmp_path), str(leases))
+    report = load_and_analyze(str(tmp_path), str(leases), lease_ms=1000)
     assert (report.sent, report.run, report.dead, report.lost, report.bad_lines) == (
         2, 1, 1, [], 1)
     assert report.double_runs == []  # pid 7 was killed at 550, before pid 8 started a
