@@ -7,11 +7,16 @@ moves when the machine says so. After every step the model and the database must
 every sent message is ready, delayed, leased, acknowledged or dead-lettered exactly
 once; no message is claimed while another lease on it is valid; a claim takes the
 ready messages of a queue in order (larger priority, then earlier ETA, then first
-sent); the per-queue counters equal the rows.
+sent); a consumer's leases are renewed at least every third of their length and every
+lease written lasts ``lease_ms`` from the clock at its commit; the per-queue counters
+equal the rows.
 
 Where the broker may legitimately do either of two things (maintenance it runs on its
 own schedule: renewing, reaping), the model accepts both and follows what the database
-shows. ``LITEQ_SOAK=1`` runs many more and longer examples.
+shows. Deliveries are checked as an upper bound (claims minus unstarted returns), so
+that counting fewer of them, as the suspect design of issue 8 does, stays valid.
+``LockWaitMachine`` adds exchanges that wait for another connection's write lock.
+``LITEQ_SOAK=1`` runs many more and longer examples.
 """
 
 from __future__ import annotations
