@@ -19,7 +19,7 @@ def test_a_pool_under_chaos_loses_nothing_and_runs_nothing_twice(tmp_path):
     report = soak.run()
     summary = report.summary() + "\n" + "\n".join(lines)
     assert soak.counts["kill child"] >= 2, f"too little chaos to prove anything\n{summary}"
-    assert report.sent > 100, summary
+    assert report.sent > 50, summary
     assert report.lost == [], summary
     if not report.lease_log:
         pytest.skip("nothing lost; double runs not checked: no lease log appeared "
