@@ -19,13 +19,10 @@ import os
 import threading
 
 import apsw
-import pytest
 
 from liteq import SqliteBroker, schema
 
 
-@pytest.mark.xfail(strict=True, reason="schema.check reads the header in two statements: "
-                   "a migration committing in between makes the file look foreign")
 def test_the_header_check_is_not_fooled_by_a_migration_committing_in_between(tmp_path):
     path = str(tmp_path / "new.db")
     open(path, "wb").close()
@@ -62,9 +59,6 @@ def _open(path: str, barrier: multiprocessing.synchronize.Barrier,
         errors.put(f"{type(e).__name__}: {e}")
 
 
-@pytest.mark.xfail(strict=True, reason="PRAGMA journal_mode=WAL fails with a raw BusyError "
-                   "and the header check misreads a half-migrated file when processes open "
-                   "a new file at once")
 def test_processes_opening_a_new_file_at_once_all_get_a_broker(tmp_path):
     ctx = multiprocessing.get_context("fork")
     for trial in range(100):
