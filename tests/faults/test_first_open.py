@@ -1,15 +1,15 @@
 """Processes that open a new database file at the same moment (a worker pool and a
 producer started together) must all get a working broker.
 
-Both tests are expected to fail until liteq.schema/liteq.db are fixed:
+They failed before the fix:
 
-* ``check()`` reads ``PRAGMA application_id`` and ``PRAGMA user_version`` in two
-  separate statements; another process's migration committing in between shows the
-  header half-written (application_id 0, user_version 1) and the file is refused as
-  "belongs to another application".
-* ``PRAGMA journal_mode=WAL`` in ``open_connection`` can fail at once with a raw
-  ``apsw.BusyError`` ("database is locked") while another process switches the same
-  new file to WAL: it runs outside the retry loop of ``Database._retrying``.
+* ``check()`` read ``PRAGMA application_id`` and ``PRAGMA user_version`` in two
+  separate statements; another process's migration committing in between showed the
+  header half-written (application_id 0, user_version 1) and the file was refused as
+  "belongs to another application". The header is now read in one read snapshot.
+* ``PRAGMA journal_mode=WAL`` in ``open_connection`` could fail at once with a raw
+  ``apsw.BusyError`` ("database is locked") while another process switched the same
+  new file to WAL; it is now retried.
 """
 
 from __future__ import annotations
