@@ -46,7 +46,7 @@ def test_an_overflowing_option_is_invalid_and_nothing_is_written(sqlite_broker, 
     def job():
         pass
 
-    with pytest.raises(InvalidOption, match="64-bit|too large|2\*\*63"):
+    with pytest.raises(InvalidOption, match=r"64-bit|too large|2\*\*63"):
         job.send_with_options(delay=delay, **options)
     with pytest.raises(InvalidOption):
         sqlite_broker.enqueue_many([job.message(), job.message_with_options(**options)],
