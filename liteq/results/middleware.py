@@ -96,7 +96,8 @@ def _default_backend(broker: Broker | None) -> ResultBackend:
     if broker is not None and getattr(broker, "is_sqlite", False) and getattr(broker, "path", None):
         from .backends.sqlite import SqliteBackend
 
-        return SqliteBackend(path=broker.path, durable=getattr(broker, "durable", False))
+        return SqliteBackend(path=broker.path,  # type: ignore[attr-defined]
+                             durable=getattr(broker, "durable", False))
     if broker is None:
         problem = "has not seen its broker yet (it does when an actor is declared)"
     else:
