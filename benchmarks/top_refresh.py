@@ -4,7 +4,7 @@ Usage: .venv/bin/python benchmarks/top_refresh.py [MESSAGES] [--db PATH]
 
 Fills a temporary database with MESSAGES ready messages (default 1,000,000; 1,000
 per ``enqueue_many``) on three queues, plus a few delayed ones and dead letters,
-then times refreshes of a :class:`liteq.monitor.Monitor` rendered at 120x40.
+then times refreshes of a :class:`liteq.ops.monitor.Monitor` rendered at 120x40.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
-from typing import Any, Generic, ParamSpec, TypeVar, overload
+from typing import Any, Generic, ParamSpec, Protocol, TypeVar, overload
 
 from .broker import Broker, get_broker
 from .common import validate_delay, validate_priority, validate_queue_name
@@ -42,7 +42,7 @@ class Actor(Generic[P, R]):
         self.queue_name = validate_queue_name(queue_name)
         self.priority = validate_priority(priority)
         self.options = options
-        functools.update_wrapper(self, fn)  # type: ignore[arg-type]
+        functools.update_wrapper(self, fn)
         broker.declare_actor(self)
 
     def message(self, *args: P.args, **kwargs: P.kwargs) -> Message[R]:
@@ -50,7 +50,8 @@ class Actor(Generic[P, R]):
         return self.message_with_options(args=args, kwargs=kwargs)
 
     def message_with_options(
-        self, *, args: tuple = (), kwargs: dict[str, Any] | None = None, **options: Any
+        self, *, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None,
+        **options: Any,
     ) -> Message[R]:
         """Build a message with per-message options (callbacks given as actors become names).
 
@@ -83,7 +84,7 @@ class Actor(Generic[P, R]):
     def send_with_options(
         self,
         *,
-        args: tuple = (),
+        args: tuple[Any, ...] = (),
         kwargs: dict[str, Any] | None = None,
         delay: int | timedelta | None = None,
         **options: Any,
@@ -115,16 +116,28 @@ class Actor(Generic[P, R]):
         return f"Actor({self.actor_name})"
 
 
+class ActorDecorator(Protocol):
+    """What ``actor(**options)`` returns: the decorator of a ``def`` or ``async def``."""
+
+    @overload
+    def __call__(self, fn: Callable[P, Awaitable[R]]) -> Actor[P, R]: ...
+    @overload
+    def __call__(self, fn: Callable[P, R]) -> Actor[P, R]: ...
+
+
+# An ``async def`` actor's messages carry what its coroutine returns, not the coroutine.
+@overload
+def actor(fn: Callable[P, Awaitable[R]], **kw: Any) -> Actor[P, R]: ...
 @overload
 def actor(fn: Callable[P, R], **kw: Any) -> Actor[P, R]: ...
 @overload
-def actor(fn: None = None, **kw: Any) -> Callable[[Callable[P, R]], Actor[P, R]]: ...
+def actor(fn: None = None, **kw: Any) -> ActorDecorator: ...
 
 
 def actor(
     fn: Callable[..., Any] | None = None,
     *,
-    actor_class: type[Actor] = Actor,
+    actor_class: type[Actor[Any, Any]] = Actor,
     actor_name: str | None = None,
     queue_name: str = "default",
     priority: int = 0,
@@ -137,7 +150,7 @@ def actor(
     enforced by the broker's claim order within a queue.
     """
 
-    def decorator(fn: Callable[..., Any]) -> Actor:
+    def decorator(fn: Callable[..., Any]) -> Actor[Any, Any]:
         return actor_class(
             fn,
             actor_name=actor_name or fn.__name__,

@@ -35,7 +35,7 @@ class EventLoopThread(threading.Thread):
         self.loop.run_forever()
         self.loop.close()
 
-    def start(self, *, timeout: float | None = None) -> None:  # type: ignore[override]
+    def start(self, *, timeout: float | None = None) -> None:
         super().start()
         if not self._ready.wait(timeout):
             raise RuntimeError("event loop thread did not start in time")

@@ -37,9 +37,12 @@ class pipeline:  # noqa: N801 - Dramatiq's name
     they were.
     """
 
-    def __init__(self, children: Iterable[Message | pipeline], *, broker: Broker | None = None):
+    messages: list[Message[Any]]
+
+    def __init__(self, children: Iterable[Message[Any] | pipeline], *,
+                 broker: Broker | None = None) -> None:
         self.broker = broker or get_broker()
-        flat: list[Message] = []
+        flat: list[Message[Any]] = []
         for child in children:
             if isinstance(child, pipeline):
                 flat.extend(child.messages)
@@ -48,7 +51,7 @@ class pipeline:  # noqa: N801 - Dramatiq's name
         if not flat:
             raise ValueError("a pipeline needs at least one message")
         # Built from the tail so each ``pipe_target`` holds its successor's final options.
-        messages = [flat[-1].copy()]
+        messages: list[Message[Any]] = [flat[-1].copy()]
         for message in reversed(flat[:-1]):
             messages.append(message.copy(options={"pipe_target": messages[-1].asdict()}))
         messages.reverse()
@@ -57,7 +60,7 @@ class pipeline:  # noqa: N801 - Dramatiq's name
     def __len__(self) -> int:
         return len(self.messages)
 
-    def __or__(self, other: Message | pipeline) -> pipeline:
+    def __or__(self, other: Message[Any] | pipeline) -> pipeline:
         return pipeline([self, other], broker=self.broker)
 
     def __str__(self) -> str:
@@ -116,9 +119,9 @@ class group:  # noqa: N801 - Dramatiq's name
     enqueued once every member has succeeded."""
 
     def __init__(
-        self, children: Iterable[Message | pipeline | group], *, broker: Broker | None = None
+        self, children: Iterable[Message[Any] | pipeline | group], *, broker: Broker | None = None
     ) -> None:
-        self.children: list[Message | pipeline | group] = list(children)
+        self.children: list[Message[Any] | pipeline | group] = list(children)
         self.broker = broker or get_broker()
         self.completion_callbacks: list[dict[str, Any]] = []
 
@@ -128,7 +131,7 @@ class group:  # noqa: N801 - Dramatiq's name
     def __str__(self) -> str:
         return "group([" + ", ".join(str(c) for c in self.children) + "])"
 
-    def add_completion_callback(self, message: Message) -> None:
+    def add_completion_callback(self, message: Message[Any]) -> None:
         """Enqueue ``message`` once every member has succeeded (needs ``GroupCallbacks``)."""
         self.completion_callbacks.append(message.asdict())
 
@@ -138,7 +141,7 @@ class group:  # noqa: N801 - Dramatiq's name
 
     def run(self, *, delay: int | None = None) -> group:
         """Enqueue every member, each after ``delay`` ms."""
-        children: list[Message | pipeline | group] = self.children
+        children: list[Message[Any] | pipeline | group] = self.children
         if self.completion_callbacks:
             children = self._prepare_callbacks()
         for child in children:
@@ -148,7 +151,7 @@ class group:  # noqa: N801 - Dramatiq's name
                 child.run(delay=delay)
         return self
 
-    def _prepare_callbacks(self) -> list[Message | pipeline | group]:
+    def _prepare_callbacks(self) -> list[Message[Any] | pipeline | group]:
         """Create this run's barrier and return the members tagged with it."""
         from .middleware.group_callbacks import GroupCallbacks
         from .rate_limits import Barrier
@@ -174,6 +177,7 @@ class group:  # noqa: N801 - Dramatiq's name
             child._with_tail_options(**options) if isinstance(child, pipeline)
             else child.copy(options=options)
             for child in self.children
+            if not isinstance(child, group)  # refused above
         ]
 
     @property

@@ -7,6 +7,7 @@ import hmac
 import json
 import os
 import pickle
+from collections.abc import Callable
 from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import Any
 
@@ -43,10 +44,10 @@ class JSONEncoder(Encoder):
         if c_make_encoder is not None:
             chunks = c_make_encoder(None, _unserializable, encode_basestring_ascii, None,
                                     ":", ",", False, False, True)
-            self._dumps = lambda data: "".join(chunks(data, 0))
+            self._dumps: Callable[[MessageData], str] = lambda data: "".join(chunks(data, 0))
         else:
             self._dumps = json.JSONEncoder(separators=(",", ":")).encode
-        self._loads = json.JSONDecoder().decode
+        self._loads: Callable[[str], MessageData] = json.JSONDecoder().decode
 
     def encode(self, data: MessageData) -> bytes:
         try:
@@ -96,7 +97,8 @@ class PickleEncoder(Encoder):
         if len(sig) != self._DIGEST or not hmac.compare_digest(sig, expected):
             raise DecodeError("pickled message has a bad signature; refusing to unpickle", data)
         try:
-            return pickle.loads(body)
+            loaded: MessageData = pickle.loads(body)
+            return loaded
         except Exception as e:
             raise DecodeError(f"pickled message cannot be loaded: {e}", data, e) from e
 

@@ -70,7 +70,8 @@ class GenericActor(metaclass=generic_actor):
     @property
     def __name__(self) -> str:
         """The actor's default name: the name of the class."""
-        return type(self).__name__
+        cls: type = type(self)  # not this property, which the class sees as __name__
+        return cls.__name__
 
     def __getattr__(self, name: str) -> Any:
         try:

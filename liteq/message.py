@@ -45,7 +45,7 @@ class Message(Generic[R]):
 
     queue_name: str
     actor_name: str
-    args: tuple
+    args: tuple[Any, ...]
     kwargs: dict[str, Any]
     options: dict[str, Any]
     message_id: str
@@ -55,7 +55,7 @@ class Message(Generic[R]):
         self,
         queue_name: str,
         actor_name: str,
-        args: tuple,
+        args: tuple[Any, ...],
         kwargs: dict[str, Any],
         options: dict[str, Any],
         message_id: str | None = None,
@@ -75,7 +75,7 @@ class Message(Generic[R]):
         )
 
     @classmethod
-    def decode(cls, data: bytes) -> Message:
+    def decode(cls, data: bytes) -> Message[Any]:
         """Build a message from bytes made by :meth:`encode`; raises ``DecodeError``.
 
         An envelope liteq cannot trust is refused, saying why: a field of the wrong type
@@ -124,7 +124,7 @@ class Message(Generic[R]):
     _field_defaults: ClassVar[dict[str, Any]] = {}
     _asdict = asdict
 
-    def _replace(self, **changes: Any) -> Message:
+    def _replace(self, **changes: Any) -> Message[R]:
         return dataclasses.replace(self, **changes)
 
     def __iter__(self) -> Iterator[Any]:
@@ -138,7 +138,7 @@ class Message(Generic[R]):
     def __len__(self) -> int:
         return len(_FIELD_ORDER)
 
-    def copy(self, **attributes: Any) -> Message:
+    def copy(self, **attributes: Any) -> Message[R]:
         """A new message with some fields replaced; ``options`` are merged, not replaced."""
         updated = dict(self.options)
         updated.update(attributes.pop("options", {}))
@@ -161,14 +161,15 @@ class Message(Generic[R]):
             from .broker import get_broker
 
             backend = get_broker().get_results_backend()
-        return backend.get_result(self, block=block, timeout=timeout)
+        result: R = backend.get_result(self, block=block, timeout=timeout)
+        return result
 
     def __or__(self, other: Any) -> pipeline:
         from .composition import pipeline
 
         return pipeline([self, other])
 
-    def __lt__(self, other: Message) -> bool:
+    def __lt__(self, other: Message[Any]) -> bool:
         return dataclasses.astuple(self) < dataclasses.astuple(other)
 
     def __str__(self) -> str:

@@ -447,7 +447,8 @@ class WorkerThread(threading.Thread):
             if actor.is_async:
                 from .asyncio import run_coroutine
 
-                result = run_coroutine(actor.fn(*message.args, **message.kwargs))
+                # is_async: fn is an ``async def``, so it returns a coroutine.
+                result = run_coroutine(actor.fn(*message.args, **message.kwargs))  # type: ignore[arg-type]
             else:
                 result = actor.fn(*message.args, **message.kwargs)
             self.worker.activity.ran(message.queue_name, perf_counter() - started)

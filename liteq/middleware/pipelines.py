@@ -33,7 +33,7 @@ class Pipelines(Middleware):
         target = resolve("pipe_target", message.options)
         if target is None:
             return
-        next_message = Message(**target)
+        next_message: Message[Any] = Message(**target)
         next_actor = broker.get_actor(next_message.actor_name)
         ignore = resolve("pipe_ignore", next_message.options, next_actor.options)
         if not ignore:

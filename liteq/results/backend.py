@@ -47,7 +47,7 @@ class ResultBackend:
         self.encoder = encoder or get_encoder()
 
     def get_result(
-        self, message: Message, *, block: bool = False, timeout: int | None = None
+        self, message: Message[Any], *, block: bool = False, timeout: int | None = None
     ) -> Any:
         """The result of ``message``; with ``block``, wait up to ``timeout`` ms (default 10 s).
 
@@ -70,11 +70,11 @@ class ResultBackend:
                 raise ResultMissing(f"no result for message {message.message_id} ({message})")
         return self.unwrap_result(data)
 
-    def store_result(self, message: Message, result: Any, ttl: int) -> None:
+    def store_result(self, message: Message[Any], result: Any, ttl: int) -> None:
         """Keep ``result`` of ``message`` for ``ttl`` ms."""
         self._store(self.build_message_key(message), result, ttl)
 
-    def store_exception(self, message: Message, exception: BaseException, ttl: int) -> None:
+    def store_exception(self, message: Message[Any], exception: BaseException, ttl: int) -> None:
         """Keep the type and text of ``exception`` (not the object) for ``ttl`` ms."""
         wrapped = {
             "__t": EXCEPTION_TAG,
@@ -82,7 +82,7 @@ class ResultBackend:
         }
         self._store(self.build_message_key(message), wrapped, ttl)
 
-    def build_message_key(self, message: Message) -> str:
+    def build_message_key(self, message: Message[Any]) -> str:
         """The storage key of ``message``'s result (Dramatiq's key, so stores can be shared)."""
         name = f"{self.namespace}:{q_name(message.queue_name)}:"
         name += f"{message.actor_name}:{message.message_id}"

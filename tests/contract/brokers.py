@@ -84,3 +84,10 @@ FACTORIES: dict[str, Callable[[pytest.FixtureRequest], Made]] = {
 #: Brokers that order a queue by message priority (larger first). RabbitMQ does with
 #: ``max_priority``; Redis has no broker priority.
 PRIORITY_ORDERED = {"stub", "sqlite", "rabbitmq"}
+#: Brokers on which an ack or nack through an earlier delivery of a message (given back
+#: and delivered again) changes nothing. Redis keys a broker's deliveries by message id
+#: (as Dramatiq's does), so its stale ack settles the redelivery; the StubBroker keeps no
+#: delivery state at all.
+STALE_ACK_SAFE = {"sqlite", "rabbitmq"}
+#: Brokers whose ``enqueue_many`` writes all of the messages or none of them.
+ATOMIC_ENQUEUE_MANY = {"sqlite", "redis"}

@@ -95,6 +95,22 @@ def database_error(error: apsw.Error, path: str, doing: str = "write") -> Databa
     return DatabaseUnavailable(f"cannot {doing} database {path!r}: {error}")
 
 
+def _switch_to_wal(conn: apsw.Connection) -> None:
+    """``PRAGMA journal_mode=WAL``, retried: it needs the file to itself for a moment and
+    can fail at once (busy handler or not) while another process opens the file."""
+    deadline = time.monotonic() + WRITE_TIMEOUT
+    pause = 0.001
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except apsw.BusyError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.05)
+
+
 def open_connection(path: str, *, durable: bool = False) -> apsw.Connection:
     """Open ``path`` in WAL mode with liteq's pragmas and its schema up to date.
 
@@ -108,7 +124,7 @@ def open_connection(path: str, *, durable: bool = False) -> apsw.Connection:
         conn = apsw.Connection(path)
         conn.set_busy_handler(_busy_handler())
         check(conn, path)
-        conn.execute("PRAGMA journal_mode=WAL")
+        _switch_to_wal(conn)
         conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
         conn.execute("PRAGMA wal_autocheckpoint=10000")
         conn.execute("PRAGMA journal_size_limit=67108864")

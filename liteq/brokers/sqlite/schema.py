@@ -318,9 +318,21 @@ def check(conn: apsw.Connection, path: str) -> int:
     ``SchemaClash`` for ``liteq_*`` tables liteq did not make, ``SchemaTooNew`` for a
     file from a newer liteq.
     """
+    # One read snapshot: another process's migration must not commit between the reads.
+    own = not conn.in_transaction
+    if own:
+        conn.execute("BEGIN")
     try:
-        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        return _check(conn, path)
+    finally:
+        if own and conn.in_transaction:
+            conn.execute("COMMIT")
+
+
+def _check(conn: apsw.Connection, path: str) -> int:
+    try:
+        app_id, version = conn.execute(
+            "SELECT * FROM pragma_application_id(), pragma_user_version()").fetchone()
     except apsw.NotADBError as e:
         raise NotALiteqDatabase(f"{path!r} is not a SQLite database: {e}") from None
     if app_id not in (0, APPLICATION_ID) or (app_id == 0 and version != 0):

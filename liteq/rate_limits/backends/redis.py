@@ -59,7 +59,9 @@ class RedisBackend(RateLimiterBackend):
         # BLMOVE pops the notification and pushes it straight back for the other waiters;
         # a timeout of 0 means "forever" to Redis.
         seconds = 0 if timeout is None else max(timeout, 1) / 1000
-        return self.client.blmove(key, key, seconds, "RIGHT", "RIGHT") in (b"x", "x")
+        # Redis takes a decimal timeout (redis-py hints int).
+        moved = self.client.blmove(key, key, seconds, "RIGHT", "RIGHT")  # type: ignore[arg-type]
+        return moved is not None and moved in (b"x", "x")
 
     def wait_notify(self, key: str, ttl: int) -> None:
         with self.client.pipeline() as pipe:

@@ -7,7 +7,7 @@ wakes the moment the result is pushed and the result stays for other readers.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 try:
     import redis
@@ -39,14 +39,15 @@ class RedisBackend(ResultBackend):
 
     def _get(self, key: str) -> Any:
         data = self.client.lindex(key, 0)
-        return Missing if data is None else self.encoder.decode(data)
+        return Missing if data is None else self.encoder.decode(cast(bytes, data))
 
     def _wait(self, key: str, timeout: int) -> Any:
         # Redis reads a zero timeout as "forever", so a zero timeout is a plain read.
         if timeout <= 0:
             return self._get(key)
-        data = self.client.blmove(key, key, timeout / 1000, "RIGHT", "RIGHT")
-        return Missing if data is None else self.encoder.decode(data)
+        # Redis takes a decimal timeout (redis-py hints int).
+        data = self.client.blmove(key, key, timeout / 1000, "RIGHT", "RIGHT")  # type: ignore[arg-type]
+        return Missing if data is None else self.encoder.decode(cast(bytes, data))
 
     def _store(self, key: str, value: Any, ttl: int) -> None:
         with self.client.pipeline() as pipe:

@@ -32,7 +32,7 @@ from liteq.common import current_millis  # noqa: E402
 from liteq.errors import ConnectionFailed  # noqa: E402
 from liteq.message import Message  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 HAS_DRAMATIQ = importlib.util.find_spec("dramatiq") is not None
 
 

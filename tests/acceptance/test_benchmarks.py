@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 SCENARIO_KEYS = [
     "enqueue_single", "enqueue_bulk", "e2e", "drain", "drain_steady", "durable_drain",

@@ -1,4 +1,4 @@
-"""The ready/delayed counters of liteq.counts agree with the rows, whatever happens."""
+"""The ready/delayed counters of brokers/sqlite/counts.py agree with the rows, whatever happens."""
 
 from __future__ import annotations
 

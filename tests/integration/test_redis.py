@@ -30,7 +30,7 @@ from liteq.message import Message
 
 redis = pytest.importorskip("redis")
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 HAS_DRAMATIQ = importlib.util.find_spec("dramatiq") is not None
 
 

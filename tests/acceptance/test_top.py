@@ -24,7 +24,7 @@ from liteq.ops.monitor import HISTORY, Monitor
 from liteq.ops.top_render import render_text
 from liteq.store import SqliteBroker
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).parents[1] / "fixtures"
 TOP = [sys.executable, "-m", "liteq", "top"]
 COUNTS = ("ready", "delayed", "running", "dead", "done", "failed")
 

@@ -250,7 +250,7 @@ def test_the_builtin_middlewares_declare_exactly_their_rows_of_the_table():
 def test_the_readme_lists_the_option_table():
     from liteq import options
 
-    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
     assert options.markdown_table() in readme
 
 

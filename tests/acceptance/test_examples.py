@@ -25,7 +25,7 @@ import pytest
 
 from liteq import SqliteBroker
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 WORKFLOW = EXAMPLES / "workflow"
 SPEED = 100

@@ -30,7 +30,7 @@ from liteq.errors import (
 
 
 def count_rows(broker: liteq.SqliteBroker, table: str = "liteq_messages") -> int:
-    """Rows of ``table``; for messages, not counting the tombstone that liteq.counts keeps."""
+    """Rows of ``table``; for messages, not counting the tombstone that sqlite/counts.py keeps."""
     where = f" WHERE state != {schema.TOMBSTONE}" if table == "liteq_messages" else ""
     return broker.db.read(f"SELECT count(*) FROM {table}{where}")[0][0]
 

@@ -11,7 +11,7 @@ from helpers import running_worker, wait_for
 import liteq
 from liteq.brokers.sqlite import schema
 
-V1 = Path(__file__).parent / "fixtures" / "db" / "schema_v1.db"
+V1 = Path(__file__).parents[1] / "fixtures" / "db" / "schema_v1.db"
 
 
 def test_a_schema_1_file_is_migrated_and_its_messages_run(tmp_path):
