@@ -20,7 +20,8 @@ import threading
 
 import apsw
 
-from liteq import SqliteBroker, schema
+from liteq import SqliteBroker
+from liteq.brokers.sqlite import schema
 
 
 def test_the_header_check_is_not_fooled_by_a_migration_committing_in_between(tmp_path):
