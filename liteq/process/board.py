@@ -22,25 +22,39 @@ class RunningBoard:
         self.deadlines = context.RawArray("d", threads)
         self.ids = context.RawArray("c", threads * ID_WIDTH)
         self.slots = threads
+        self._view: memoryview | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        # A memoryview does not cross to a spawned child: it makes its own on first use.
+        return {**self.__dict__, "_view": None}
+
+    def _bytes(self) -> memoryview:
+        """The ids as writable bytes: one memcpy per write (a ctypes slice assignment
+        converts byte by byte, and this runs twice per message)."""
+        if self._view is None:
+            self._view = memoryview(self.ids).cast("B")
+        return self._view
 
     def start(self, slot: int, message_id: str) -> None:
         """Thread ``slot`` starts running ``message_id``."""
         start = (slot % self.slots) * ID_WIDTH
-        self.ids[start:start + ID_WIDTH] = message_id.encode()[:ID_WIDTH].ljust(ID_WIDTH)
+        self._bytes()[start:start + ID_WIDTH] = message_id.encode()[:ID_WIDTH].ljust(ID_WIDTH)
 
     def finish(self, slot: int) -> None:
-        """Thread ``slot`` is idle again."""
+        """Thread ``slot`` is idle again (an empty id starts with a NUL byte)."""
         slot %= self.slots
-        self.deadlines[slot] = 0.0
-        self.ids[slot * ID_WIDTH:(slot + 1) * ID_WIDTH] = b" " * ID_WIDTH
+        self._bytes()[slot * ID_WIDTH] = 0
+        if self.deadlines[slot]:
+            self.deadlines[slot] = 0.0
 
     def set_deadline(self, slot: int, when: float) -> None:
         """The run of thread ``slot`` must be over by ``when`` (``time.monotonic``)."""
         self.deadlines[slot % self.slots] = when
 
     def message_id(self, slot: int) -> str:
-        raw = bytes(self.ids[slot * ID_WIDTH:(slot + 1) * ID_WIDTH])
-        return raw.decode(errors="replace").strip("\0 ")
+        """The id of the message thread ``slot`` runs, or ``""`` when it is idle."""
+        raw = bytes(self._bytes()[slot * ID_WIDTH:(slot + 1) * ID_WIDTH])
+        return "" if raw[0] == 0 else raw.decode(errors="replace").strip("\0 ")
 
     def running(self) -> list[str]:
         """The ids of the messages running now (read by the supervisor after a death)."""
