@@ -145,6 +145,7 @@ class Harness:
         """``consumer.exchange``; with ``lock_wait_ms``, each of its write transactions
         first waits that long for a write lock held by another connection."""
         consumer._dirty = True  # what its wait() sets when another process commits
+        consumer._hold_until = 0.0  # past its claim batching window (fake time stands still)
         if not lock_wait_ms:
             return consumer.exchange(done, want)
         db = self.broker.db
@@ -640,9 +641,11 @@ class BrokerMachine(RuleBasedStateMachine):
                 f"queue {queue}: claim order broken; ready at the claim (best first): "
                 + ", ".join(f"{m.mid[:8]} p={m.priority} eta={m.eta} seq={m.seq}"
                             f"{' TAKEN' if m.mid in taken else ''}" for m in plain))
-        suspects = any(m.suspect and m.queue in cons.queues
-                       and (m.state == READY or m.holder == cons.id)
-                       for m in self.msgs.values())
+        # While the file holds suspects of its queues, a consumer claims one only alone and
+        # nothing beside one it holds (even a lost one it has not handed back yet).
+        suspects = (cons.consumer._solo is not None
+                    or any(row.suspect and row.queue in cons.queues
+                           for rows in self.h.rows().values() for row in rows))
         if not ambiguous and not suspects and not any(m.suspect for m in pool):
             assert len(taken) == min(want, len(pool)), (
                 f"consumer {cons.id} asked for {want}, {len(pool)} were ready, "

@@ -46,6 +46,10 @@ HOST = socket.gethostname()
 HEARTBEAT_INTERVAL = 1.0
 
 
+#: Seconds between two looks for suspects while a consumer has seen none.
+SUSPECT_CHECK = 0.05
+
+
 def lease_margin(lease_ms: int) -> int:
     """How long before its lease expires a worker stops trusting it (ms): covers the
     time between the check and the start, and a commit that waited on a checkpoint."""
@@ -86,6 +90,8 @@ class SqliteConsumer(BatchConsumer):
         self.held: dict[int, MessageProxy] = {}
         #: The row id of a suspect held alone; nothing else is claimed meanwhile.
         self._solo: int | None = None
+        #: When to look for suspects next (monotonic); at every claim while there are some.
+        self._suspects_at = 0.0
         self._rotation = 0
         self._dirty = True
         self._snapshot: tuple[int, int] = (-1, -1)
@@ -161,25 +167,32 @@ class SqliteConsumer(BatchConsumer):
             self._settle(conn, done, trip.now_ms, tally.watermark)
         trip.renewed = self._maintain(conn, trip.now_ms, tally, done)
         if want:
-            self._claim(conn, trip, want, tally, holding=len(self.held) - len(done))
+            self._claim(conn, trip, want, tally, done)
         tally.apply(conn)
         return trip
 
     def _claim(self, conn: apsw.Connection, trip: _Trip, want: int, tally: Tally,
-               holding: int) -> None:
+               done: list[MessageProxy]) -> None:
         now_ms = trip.now_ms
         self._snapshot = self._version(conn)
         tally.moved(conn.execute(q.PROMOTE_DUE, (now_ms,)).fetchall(), ready=1, delayed=-1)
         token = secrets.randbits(62)
         expires = now_ms + self.lease_ms
-        if self._solo is not None:
-            self._dirty = True
+        if self._solo is not None and all(p.handle[0] != self._solo for p in done):
+            self._dirty = True  # its suspect still runs alone
             return
-        suspect = self._first_suspect(conn, now_ms, tally)
+        suspect = None
+        if time.monotonic() >= self._suspects_at:
+            # A few queries per claim: done only every SUSPECT_CHECK seconds while there
+            # are none (the claim query skips suspects meanwhile).
+            suspect = self._first_suspect(conn, now_ms, tally)
+            self._suspects_at = 0.0 if suspect is not None else (
+                time.monotonic() + SUSPECT_CHECK)
         if suspect is not None:
             # A suspect runs alone: claim nothing more until this process holds no lease.
             self._dirty = True
-            if holding == 0:
+            settled = {p.handle[0] for p in done}
+            if all(row_id in settled for row_id in self.held):  # it holds nothing else
                 row_id, body, name = suspect
                 conn.execute(q.SOLO_LEASE, (token, expires, self.owner, row_id))
                 tally.move(row_id, name, ready=-1)
@@ -246,6 +259,7 @@ class SqliteConsumer(BatchConsumer):
         if now >= self._reap_at:
             lapsed = conn.execute(q.REAP_LAPSED, (now_ms,)).fetchall()
             if lapsed:
+                self._suspects_at = 0.0
                 tally.moved(lapsed, ready=1)
                 self._dirty = True
             self._reap_at = now + min(self.lease_ms / 3000, 5.0)

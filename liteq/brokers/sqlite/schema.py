@@ -110,11 +110,13 @@ MIGRATIONS: dict[int, str] = {
     );
     CREATE INDEX liteq_rate_limits_expires_at ON liteq_rate_limits (expires_at);
     """,
-    2: f"""
+    2: """
     ALTER TABLE liteq_messages ADD COLUMN suspect INTEGER NOT NULL DEFAULT 0;
-    -- CLAIM_SUSPECT: the few rows a dead or hung worker was running, claimed one at a time.
+    -- CLAIM_SUSPECTS: the few rows a dead or hung worker was running, claimed one at a
+    -- time. Its WHERE names no column a claim or an ack changes but the row's existence,
+    -- so leasing a row (a change of state) never has to look at this index.
     CREATE INDEX liteq_messages_suspect
-        ON liteq_messages (queue, priority DESC, eta, id) WHERE suspect = 1 AND state = {READY};
+        ON liteq_messages (queue, priority DESC, eta, id) WHERE suspect = 1 AND state = 0;
     """,
 }
 
