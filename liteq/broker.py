@@ -45,7 +45,7 @@ class MessageProxy:
                  "actor_name", "queue_name", "message_id", "args", "kwargs",
                  "message_timestamp")
 
-    def __init__(self, message: Message, handle: Any = None) -> None:
+    def __init__(self, message: Message[Any], handle: Any = None) -> None:
         self._message = message
         self._exception: BaseException | None = None
         self.failed = False
@@ -73,7 +73,7 @@ class MessageProxy:
         self._exception = None
 
     @property
-    def message(self) -> Message:
+    def message(self) -> Message[Any]:
         return self._message
 
     def __getattr__(self, name: str) -> Any:
@@ -112,10 +112,10 @@ class Consumer:
                 self.ack(proxy)
         received: list[MessageProxy] = []
         while len(received) < want:
-            proxy = self.poll()
-            if proxy is None:
+            claimed = self.poll()
+            if claimed is None:
                 break
-            received.append(proxy)
+            received.append(claimed)
         return received
 
     def poll(self) -> MessageProxy | None:
@@ -186,7 +186,7 @@ class Broker:
         from .middleware import default_middleware
 
         self.logger = logging.getLogger(f"liteq.{type(self).__name__}")
-        self.actors: dict[str, Actor] = {}
+        self.actors: dict[str, Actor[..., Any]] = {}
         self.queues: dict[str, Any] = {}
         self.delay_queues: set[str] = set()
         self.actor_options: set[str] = set()
@@ -206,8 +206,8 @@ class Broker:
         """Add ``middleware``, optionally right before or after an existing middleware class."""
         if before and after:
             raise ValueError("give either before or after, not both")
-        if before or after:
-            ref = before or after
+        ref = before or after
+        if ref is not None:
             positions = [i for i, m in enumerate(self.middleware) if isinstance(m, ref)]
             if not positions:
                 raise ValueError(f"middleware {ref.__name__} is not on this broker")
@@ -261,7 +261,7 @@ class Broker:
             except Exception:
                 self.logger.critical("middleware hook after_%s failed", signal, exc_info=True)
 
-    def declare_actor(self, actor: Actor) -> None:
+    def declare_actor(self, actor: Actor[..., Any]) -> None:
         """Register ``actor`` and declare its queue (replacing an actor of the same name, as
         Dramatiq's does: ``Actor`` itself refuses a duplicate name)."""
         opts.check_actor(actor.options, self.actor_options)
@@ -292,7 +292,8 @@ class Broker:
     default_prefetch = 1
     default_timeout = 1000
 
-    def enqueue(self, message: Message, *, delay: int | None = None, **options: Any) -> Message:
+    def enqueue(self, message: Message[Any], *, delay: int | None = None,
+                **options: Any) -> Message[Any]:
         """Send ``message`` (after ``delay`` ms); returns the message workers will receive.
 
         The one template of every broker: validate (:meth:`prepare_message`), the
@@ -308,13 +309,17 @@ class Broker:
         self.emit_after("enqueue", message, delay)
         return message
 
-    def _write(self, message: Message, eta: int, priority: int, delay: int | None,
-               **options: Any) -> None:
-        """Store one prepared message: the primitive each broker supplies."""
+    def _write(self, message: Message[Any], eta: int, priority: int, delay: int | None
+               ) -> None:
+        """Store one prepared message: the primitive each broker supplies.
+
+        A broker with options of its own adds them as keyword parameters (the SQLite
+        broker's ``connection``); :meth:`enqueue` passes its ``options`` through.
+        """
         raise NotImplementedError
 
-    def enqueue_many(self, messages: Iterable[Message], *, delay: int | None = None
-                     ) -> list[Message]:
+    def enqueue_many(self, messages: Iterable[Message[Any]], *, delay: int | None = None
+                     ) -> list[Message[Any]]:
         """Send ``messages``; returns them as workers will receive them.
 
         By default one :meth:`enqueue` per message, not atomic: an error leaves the
@@ -334,11 +339,12 @@ class Broker:
             self.emit_after("enqueue", m, delay)
         return sent
 
-    def _write_batch(self, prepared: list[tuple[Message, int, int]]) -> None:
+    def _write_batch(self, prepared: list[tuple[Message[Any], int, int]]) -> None:
         """Store prepared ``(message, eta, priority)`` triples at once (``atomic_batches``)."""
         raise NotImplementedError
 
-    def prepare_message(self, message: Message, delay: int | None) -> tuple[Message, int, int]:
+    def prepare_message(self, message: Message[Any], delay: int | None
+                        ) -> tuple[Message[Any], int, int]:
         """Validate ``message``; return it (with ``eta`` if delayed), its ETA and priority.
 
         Raises ``InvalidOption`` before anything is written: bad delay, kwargs or option
@@ -385,7 +391,7 @@ class Broker:
         """Build the consumer of declared ``queue_names``: the primitive each broker supplies."""
         raise NotImplementedError
 
-    def get_actor(self, actor_name: str) -> Actor:
+    def get_actor(self, actor_name: str) -> Actor[..., Any]:
         try:
             return self.actors[actor_name]
         except KeyError:
@@ -469,7 +475,7 @@ class Broker:
         return failures[0] if failures else None
 
     @property
-    def dead_letters(self) -> list[Message]:
+    def dead_letters(self) -> list[Message[Any]]:
         raise NotImplementedError
 
     def close(self) -> None:

@@ -97,7 +97,8 @@ class Supervisor:
         if config.processes < 1:
             raise ValueError("processes must be at least 1")
         self.config = config
-        self.context = multiprocessing.get_context("spawn" if config.use_spawn else "fork")
+        self.context = (multiprocessing.get_context("spawn") if config.use_spawn
+                        else multiprocessing.get_context("fork"))
         self.children: dict[int, _Child] = {}
         self.restarts: dict[int, float] = {}  # slot -> when to start it
         self.crashes: dict[int, int] = {}  # slot -> consecutive crashes
@@ -400,11 +401,11 @@ class Supervisor:
                     with contextlib.suppress(BlockingIOError):
                         os.read(self._wake_r, 512)
                     continue
-                child = by_object.get(obj)
-                if child is None or child.slot not in self.children:
+                sender = by_object.get(obj)
+                if sender is None or sender.slot not in self.children:
                     continue
-                if obj is child.conn:
-                    self._receive(child)
+                if obj is sender.conn:
+                    self._receive(sender)
             for child in list(self.children.values()):
                 if child.process.exitcode is not None or not child.process.is_alive():
                     self._reap(child)

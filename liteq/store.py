@@ -6,10 +6,10 @@
 
 from .brokers.sqlite.broker import (
     SqliteBroker,
-    SqliteConsumer,
     forget_stale_workers,
     path_from_url,
     release,
 )
+from .brokers.sqlite.lease import SqliteConsumer
 
 __all__ = ["SqliteBroker", "SqliteConsumer", "forget_stale_workers", "path_from_url", "release"]

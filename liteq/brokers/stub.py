@@ -33,7 +33,7 @@ class StubBroker(Broker):
 
     default_timeout = 100
 
-    def _write(self, message: Message, eta: int, priority: int, delay: int | None) -> None:
+    def _write(self, message: Message[Any], eta: int, priority: int, delay: int | None) -> None:
         body = message.encode()
         with self._cond:
             heapq.heappush(self.queues[message.queue_name],
@@ -57,8 +57,8 @@ class StubBroker(Broker):
             self.flush(name)
         self.dead_letters_by_queue.clear()
 
-    @property
-    def dead_letters(self) -> list[MessageProxy]:
+    @property  # Dramatiq's StubBroker gives the dead-lettered proxies, not bare messages
+    def dead_letters(self) -> list[MessageProxy]:  # type: ignore[override]
         return [p for proxies in self.dead_letters_by_queue.values() for p in proxies]
 
     def _queue_busy(self, queue_name: str) -> bool:

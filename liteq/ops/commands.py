@@ -83,7 +83,7 @@ def enqueue_command(actor_name: str, queue_name: str, args: list, kwargs: dict,
     options: dict[str, Any] = {}
     if priority is not None:
         options["priority"] = priority
-    message = Message(queue_name=queue_name, actor_name=actor_name, args=tuple(args),
+    message: Message[Any] = Message(queue_name=queue_name, actor_name=actor_name, args=tuple(args),
                       kwargs=kwargs, options=options)
     broker.declare_queue(queue_name)
     sent = broker.enqueue(message, delay=delay)

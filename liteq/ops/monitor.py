@@ -221,11 +221,11 @@ class Monitor:
         views = []
         for name in sorted(queues):
             c = queues[name]
-            rate = self._rates.get(name)
+            rates = self._rates.get(name)
             p = times.get(name)
             views.append(QueueView(
                 name, c["ready"], c["delayed"], c["running"], c["dead"], c["done"],
-                c["failed"], rate[0] if rate else None, rate[1] if rate else None,
+                c["failed"], rates[0] if rates else None, rates[1] if rates else None,
                 list(self._history.get(name, ())), oldest.get(name),
                 p[0] if p else None, p[1] if p else None))
 

@@ -22,8 +22,8 @@ class SafeFormatter(logging.Formatter):
 def setup_logging(verbose: bool = False, log_file: str | None = None) -> None:
     """Log ``[time] [PID n] [thread] [logger] [LEVEL] msg`` to stderr or append to a file."""
     root = logging.getLogger()
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
+    for old in list(root.handlers):
+        root.removeHandler(old)
     handler: logging.Handler
     if log_file:
         handler = logging.FileHandler(log_file, mode="a", encoding="utf-8")

@@ -27,10 +27,12 @@ thread), except :meth:`RabbitmqConsumer.wakeup`, which goes through pika's
 
 from __future__ import annotations
 
+import operator
 import os
 import threading
 import weakref
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import pika
 import pika.exceptions
@@ -51,6 +53,8 @@ from .consumer import RabbitmqConsumer
 from .queues import DEAD_MESSAGE_TTL, declare_queues, holds_any, queue_arguments
 
 __all__ = ["DEAD_MESSAGE_TTL", "MAX_ENQUEUE_ATTEMPTS", "RabbitmqBroker", "RabbitmqConsumer"]
+
+T = TypeVar("T")
 
 #: Publishing is tried this many times (reconnecting in between) before giving up.
 MAX_ENQUEUE_ATTEMPTS = 6
@@ -171,7 +175,7 @@ class RabbitmqBroker(Broker):
                 self._connections.discard(connection)
             close_quietly(connection)
 
-    def _with_channel(self, fn: Any, what: str) -> Any:
+    def _with_channel(self, fn: Callable[[Any], T], what: str) -> T:
         """Run ``fn(channel)`` on this thread's channel, reconnecting on connection loss."""
         last: BaseException | None = None
         for _ in range(MAX_ENQUEUE_ATTEMPTS):
@@ -203,7 +207,7 @@ class RabbitmqBroker(Broker):
 
     # -- producing --------------------------------------------------------------------
     def _amqp_priority(self, options: dict[str, Any], priority: int) -> int | None:
-        wanted = options.get("broker_priority", priority)
+        wanted: int | None = options.get("broker_priority", priority)
         if self.max_priority is None:
             if wanted and not self._warned_priority:
                 self._warned_priority = True
@@ -224,7 +228,7 @@ class RabbitmqBroker(Broker):
                 delivery_mode=2, priority=priority)
         return props
 
-    def _write(self, message: Message, eta: int, priority: int, delay: int | None) -> None:
+    def _write(self, message: Message[Any], eta: int, priority: int, delay: int | None) -> None:
         """Publish ``message`` (to ``Q.DQ`` with an ``eta`` when delayed)."""
         queue_name = message.queue_name
         amqp_priority = self._amqp_priority(message.options, priority)
@@ -291,8 +295,10 @@ class RabbitmqBroker(Broker):
         return (bool(ready or delayed) or self._inflight(queue_name) > 0
                 or self._with_channel(lambda ch: holds_any(ch, queue_name), "joining"))
 
-    def join(self, queue_name: str, min_successes: int = 10, idle_time: int = 100, *,
-             timeout: int | None = None, fail_fast: bool = False) -> None:
+    # Dramatiq's RabbitmqBroker.join signature (``min_successes``, ``idle_time``)
+    def join(self, queue_name: str, min_successes: int = 10,  # type: ignore[override]
+             idle_time: int = 100, *, timeout: int | None = None,
+             fail_fast: bool = False) -> None:
         """Wait until ``queue_name`` looks idle ``min_successes`` times in a row, looking
         at most every ``idle_time`` ms (Dramatiq's signature; liteq adds ``fail_fast``).
 
@@ -324,20 +330,20 @@ class RabbitmqBroker(Broker):
         """Flush every declared queue and delete every dead letter."""
         for name in list(self.queues):
             self.flush(name)
-            self._with_channel(lambda ch, n=name: ch.queue_purge(xq_name(n)),
-                               f"flushing {xq_name(name)}")
+            xq = xq_name(name)
+            self._with_channel(operator.methodcaller("queue_purge", xq), f"flushing {xq}")
         self._failures.clear()
 
     @property
-    def dead_letters(self) -> list[Message]:
+    def dead_letters(self) -> list[Message[Any]]:
         """The messages in the ``.XQ`` queues of the declared queues (oldest first).
 
         They are read with ``basic_get`` without acknowledgement on a channel of their
         own that is then closed, so RabbitMQ puts every one back where it was: reading
         changes nothing but their ``redelivered`` flag. Undecodable bodies are skipped.
         """
-        def read(channel: Any) -> list[Message]:
-            found: list[Message] = []
+        def read(channel: Any) -> list[Message[Any]]:
+            found: list[Message[Any]] = []
             reader = channel.connection.channel()
             try:
                 for name in sorted(self.queues):

@@ -53,8 +53,10 @@ class RabbitmqConsumer(BatchConsumer):
         self._channel: Any = None
         self._generation = 0
         self._seq = itertools.count()
-        self._ready: list[tuple] = []      # heap of (-priority, seq, tag, body, queue)
-        self._delayed: list[tuple] = []    # heap of (eta, seq, tag, message, priority)
+        # heap of (-priority, seq, tag, body, queue)
+        self._ready: list[tuple[int, int, int, bytes, str]] = []
+        # heap of (eta, seq, tag, message, priority)
+        self._delayed: list[tuple[float, int, int, Message[Any], int | None]] = []
         self._unsettled: dict[int, str] = {}  # delivery tag -> queue, in delivery order
         self._consumer_queues: dict[str, str] = {}
         self._flush_lock = threading.Lock()
@@ -228,8 +230,9 @@ class RabbitmqConsumer(BatchConsumer):
                 continue
             options = dict(message.options)
             options.pop("eta", None)
-            moved = Message(queue, message.actor_name, message.args, message.kwargs, options,
-                            message.message_id, message.message_timestamp)
+            moved: Message[Any] = Message(
+                queue, message.actor_name, message.args, message.kwargs, options,
+                message.message_id, message.message_timestamp)
             self._channel.basic_publish(exchange="", routing_key=queue, body=moved.encode(),
                                         properties=broker._props(priority),
                                         mandatory=broker.confirm_delivery)
@@ -250,15 +253,15 @@ class RabbitmqConsumer(BatchConsumer):
                 self._settle_one(item[2], ack=True)
         heapq.heapify(kept)
         self._ready = kept
-        kept = []
-        for item in self._delayed:
-            queue = self._unsettled.get(item[2])
+        kept_delayed = []
+        for delayed in self._delayed:
+            queue = self._unsettled.get(delayed[2])
             if queue in names:
-                self._settle_one(item[2], ack=True)
+                self._settle_one(delayed[2], ack=True)
             elif queue is not None:
-                kept.append(item)
-        heapq.heapify(kept)
-        self._delayed = kept
+                kept_delayed.append(delayed)
+        heapq.heapify(kept_delayed)
+        self._delayed = kept_delayed
 
     def add_queue(self, queue_name: str) -> None:
         """Consume ``queue_name`` too from the next round trip on (thread-safe: pika's

@@ -36,7 +36,7 @@ import random
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 try:
     import redis
@@ -192,7 +192,8 @@ class RedisBroker(Broker):
     #: ``enqueue_many`` writes ``ENQUEUE_CHUNK`` messages per atomic script call.
     atomic_batches = True
 
-    def prepare_message(self, message: Message, delay: int | None) -> tuple[Message, int, int]:
+    def prepare_message(self, message: Message[Any], delay: int | None
+                        ) -> tuple[Message[Any], int, int]:
         """The base checks, then Dramatiq's ``redis_message_id``; ``eta`` is kept only on a
         message that goes to the delay queue."""
         message, eta, priority = super().prepare_message(message, delay)
@@ -212,18 +213,18 @@ class RedisBroker(Broker):
         return message, eta, priority
 
     @staticmethod
-    def _enqueue_op(message: Message) -> list[Any]:
+    def _enqueue_op(message: Message[Any]) -> list[Any]:
         """The script's enqueue operation: on ``<q>.DQ`` when the message kept an ``eta``."""
         queue = message.queue_name
         if "eta" in message.options:
             queue = dq_name(queue)
         return ["E", queue, message.options["redis_message_id"], message.encode()]
 
-    def _write(self, message: Message, eta: int, priority: int, delay: int | None) -> None:
+    def _write(self, message: Message[Any], eta: int, priority: int, delay: int | None) -> None:
         op = self._enqueue_op(message)
         self._call(op, what=f"enqueue on {message.queue_name!r}", maintenance_queues=(op[1],))
 
-    def _write_batch(self, prepared: list[tuple[Message, int, int]]) -> None:
+    def _write_batch(self, prepared: list[tuple[Message[Any], int, int]]) -> None:
         for start in range(0, len(prepared), ENQUEUE_CHUNK):
             ops: list[Any] = []
             for message, _, _ in prepared[start:start + ENQUEUE_CHUNK]:
@@ -281,8 +282,9 @@ class RedisBroker(Broker):
     def _queue_busy(self, queue_name: str) -> bool:
         return bool(self.qsize(queue_name))
 
-    def join(self, queue_name: str, *, interval: int = 100, timeout: int | None = None,
-             fail_fast: bool = False) -> None:
+    # Dramatiq's RedisBroker.join signature (``interval``), not the base class's
+    def join(self, queue_name: str, *, interval: int = 100,  # type: ignore[override]
+             timeout: int | None = None, fail_fast: bool = False) -> None:
         """Wait until ``queue_name`` and its delay queue are empty (Dramatiq's signature:
         polled every ``interval`` ms at most; liteq adds ``fail_fast``)."""
         self._join(queue_name, timeout=timeout, fail_fast=fail_fast, interval=interval / 1000)
@@ -302,14 +304,16 @@ class RedisBroker(Broker):
         self._failures.clear()
 
     @property
-    def dead_letters(self) -> list[Message]:
+    def dead_letters(self) -> list[Message[Any]]:
         """Every dead-lettered message of the declared queues that decodes, oldest first."""
-        found: list[tuple[float, Message]] = []
+        found: list[tuple[float, Message[Any]]] = []
         for name in sorted(self.queues):
             key = self._key(name) + ".XQ"
 
             def read(key: str = key) -> tuple[list[Any], list[Any]]:
-                scored = self.client.zrange(key, 0, -1, withscores=True)
+                # redis-py types zrange as a union over its options; withscores: pairs
+                scored = cast("list[tuple[bytes, float]]",
+                              self.client.zrange(key, 0, -1, withscores=True))
                 bodies = self.client.hmget(key + ".msgs", [i for i, _ in scored]) \
                     if scored else []
                 return scored, bodies
@@ -353,7 +357,7 @@ def release(info: dict[str, Any], pid: int, running: Iterable[str] | None = None
     module, _, name = info["connection_class"].rpartition(".")
     if module != "redis.connection":
         raise ValueError(f"unexpected Redis connection class {info['connection_class']!r}")
-    kwargs = {key: str(value) if isinstance(value, _Secret) else value
+    kwargs: dict[str, Any] = {key: str(value) if isinstance(value, _Secret) else value
               for key, value in info["connection_kwargs"].items()}
     for key in ("socket_timeout", "socket_connect_timeout"):
         kwargs[key] = min(kwargs.get(key) or RELEASE_TIMEOUT, RELEASE_TIMEOUT)

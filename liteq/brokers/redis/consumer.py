@@ -94,9 +94,9 @@ class RedisConsumer(BatchConsumer):
             options = dict(message.options)
             options.pop("eta", None)
             options["redis_message_id"] = rid = str(uuid.uuid4())
-            moved = Message(q_name(message.queue_name), message.actor_name, message.args,
-                            message.kwargs, options, message.message_id,
-                            message.message_timestamp)
+            moved: Message[Any] = Message(
+                q_name(message.queue_name), message.actor_name, message.args,
+                message.kwargs, options, message.message_id, message.message_timestamp)
             ops += ["P", dq, old, q_name(dq), rid, moved.encode()]
         queues = self.queue_names
         if want > 0 and queues:

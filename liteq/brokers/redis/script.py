@@ -24,7 +24,8 @@ def run(script: Script, namespace: str, worker: str, heartbeat_timeout: int,
         dead_message_ttl: int, ops: list[Any]) -> list[Any]:
     """Run ``ops`` in one call of ``script`` (registered ``SCRIPT``) as ``worker`` ('' for
     none); returns the (queue, id, body) triples that its fetches found, flattened."""
-    return script(
+    found: list[Any] = script(
         keys=[namespace],
         args=[current_millis(), worker, heartbeat_timeout, dead_message_ttl, "0", *ops],
     )
+    return found

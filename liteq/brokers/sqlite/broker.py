@@ -109,7 +109,7 @@ class SqliteBroker(Broker):
         self.db.execute(q.DECLARE_QUEUE, (queue_name, current_millis()))
 
     @staticmethod
-    def _row(message: Message, eta: int, priority: int) -> tuple[Any, ...]:
+    def _row(message: Message[Any], eta: int, priority: int) -> tuple[Any, ...]:
         now = current_millis()
         state = q.DELAYED if eta > now else q.READY
         return (message.queue_name, state, priority, eta, message.message_id,
@@ -119,7 +119,7 @@ class SqliteBroker(Broker):
     atomic_batches = True
     default_prefetch = 32
 
-    def _write(self, message: Message, eta: int, priority: int, delay: int | None,
+    def _write(self, message: Message[Any], eta: int, priority: int, delay: int | None,
                connection: Any = None) -> None:
         """Insert ``message``'s row; ``enqueue(..., connection=conn)`` passes ``conn``.
 
@@ -141,7 +141,7 @@ class SqliteBroker(Broker):
                     f"message {message.message_id} ({len(row[5])} bytes encoded) is longer "
                     f"than SQLite's maximum length ({e}); nothing was written") from e
 
-    def _write_batch(self, prepared: list[tuple[Message, int, int]]) -> None:
+    def _write_batch(self, prepared: list[tuple[Message[Any], int, int]]) -> None:
         """Insert all the rows in one transaction."""
         self.db.write(counts.insert_counted, [self._row(*p) for p in prepared])
         self.db.local_enqueues += 1
@@ -240,7 +240,8 @@ class SqliteBroker(Broker):
 
         Index seeks only (one per distinct priority), so it stays cheap at any depth.
         """
-        return self.db.read(q.OLDEST_READY, (queue_name,))[0][0]
+        eta: int | None = self.db.read(q.OLDEST_READY, (queue_name,))[0][0]
+        return eta
 
     def workers(self) -> list[dict[str, Any]]:
         """The worker registry: one entry per consumer with its latest heartbeat."""
@@ -259,7 +260,7 @@ class SqliteBroker(Broker):
         """Drop registry entries whose heartbeat is older than ``older_than_ms``."""
         cutoff = current_millis() - older_than_ms
 
-        def forget(conn: Any) -> int:
+        def forget(conn: apsw.Connection) -> int:
             conn.execute(q.DELETE_STALE_WORKERS, (cutoff,))
             return conn.changes()
 
@@ -267,7 +268,7 @@ class SqliteBroker(Broker):
 
     # -- dead letters -------------------------------------------------------------------
     @property
-    def dead_letters(self) -> list[Message]:
+    def dead_letters(self) -> list[Message[Any]]:
         """Every dead-lettered message that still decodes, oldest first."""
         return [m for d in dl.iter_dead(self.db) if (m := d.message) is not None]
 

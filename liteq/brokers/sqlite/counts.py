@@ -13,6 +13,7 @@ fold, so SQLite never hands out an id at or below the watermark again.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import apsw
 
@@ -21,7 +22,8 @@ from . import schema as q
 
 def watermark(conn: apsw.Connection) -> int:
     """The highest id whose row is already counted in ``liteq_queues``."""
-    return conn.execute(q.WATERMARK).fetchone()[0]
+    # apsw types fetchone() as Optional Any; the watermark row always exists
+    return conn.execute(q.WATERMARK).fetchone()[0]  # type: ignore[index,no-any-return]
 
 
 class Tally:
@@ -42,7 +44,8 @@ class Tally:
             delta[0] += ready
             delta[1] += delayed
 
-    def moved(self, rows: Iterable[tuple[int, str]], ready: int = 0, delayed: int = 0) -> None:
+    def moved(self, rows: Iterable[tuple[Any, ...]], ready: int = 0, delayed: int = 0) -> None:
+        """:meth:`move` for each SQL row ``(id, queue)`` of ``rows``."""
         for row_id, queue in rows:
             self.move(row_id, queue, ready, delayed)
 
@@ -61,6 +64,7 @@ def _tail(conn: apsw.Connection, mark: int, top: int) -> dict[str, list[int]]:
     tally: dict[str, list[int]] = {}
     if top <= mark:
         return tally
+    rows: list[tuple[Any, ...]]
     if top - mark <= SMALL_TAIL:
         rows = conn.execute(q.TAIL_COUNTS, (mark,)).fetchall()
     else:
@@ -74,7 +78,7 @@ def _tail(conn: apsw.Connection, mark: int, top: int) -> dict[str, list[int]]:
 def fold(conn: apsw.Connection) -> None:
     """Count the rows above the watermark and move it to the highest id (in a write txn)."""
     mark = watermark(conn)
-    top = conn.execute(q.MAX_ID).fetchone()[0]
+    top: int = conn.execute(q.MAX_ID).fetchone()[0]  # type: ignore[index]  # MAX: one row
     if top <= mark:
         return
     tally = _tail(conn, mark, top)
@@ -83,7 +87,7 @@ def fold(conn: apsw.Connection) -> None:
     conn.execute(q.DROP_TOMBSTONES, (top,))
 
 
-def insert_counted(conn: apsw.Connection, rows: list[tuple]) -> None:
+def insert_counted(conn: apsw.Connection, rows: list[tuple[Any, ...]]) -> None:
     """Insert a batch of ``INSERT_MESSAGE`` rows and count them at once, so that bulk
     sends never pile up uncounted even when no consumer runs."""
     fold(conn)
@@ -92,7 +96,8 @@ def insert_counted(conn: apsw.Connection, rows: list[tuple]) -> None:
     for row in rows:
         tally.setdefault(row[0], [0, 0])[row[1] == q.DELAYED] += 1
     conn.executemany(q.ADD_COUNTS, [(name, r, d) for name, (r, d) in tally.items()])
-    conn.execute(q.SET_WATERMARK, (conn.execute(q.MAX_ID).fetchone()[0],))
+    top: int = conn.execute(q.MAX_ID).fetchone()[0]  # type: ignore[index]  # MAX: one row
+    conn.execute(q.SET_WATERMARK, (top,))
 
 
 def remove_leased(conn: apsw.Connection, mark: int, row_id: int, token: int) -> bool:
@@ -127,7 +132,8 @@ def read(conn: apsw.Connection) -> dict[str, list[int]]:
     for queue, ready, delayed in conn.execute(q.COUNTED):
         result[queue] = [ready, delayed]
     mark = watermark(conn)
-    for queue, (ready, delayed) in _tail(conn, mark, conn.execute(q.MAX_ID).fetchone()[0]).items():
+    top: int = conn.execute(q.MAX_ID).fetchone()[0]  # type: ignore[index]  # MAX: one row
+    for queue, (ready, delayed) in _tail(conn, mark, top).items():
         counted = result.setdefault(queue, [0, 0])
         counted[0] += ready
         counted[1] += delayed

@@ -217,7 +217,7 @@ class Database:
                         apsw.CorruptError, apsw.NotADBError, apsw.TooBigError) as e:
                     raise database_error(e, self.path) from e
 
-    def read(self, sql: str, params: Any = ()) -> list[tuple]:
+    def read(self, sql: str, params: Any = ()) -> list[tuple[Any, ...]]:
         """Run a read-only query on the shared connection and return all rows."""
         with self.lock:
             return self.conn.execute(sql, params).fetchall()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import apsw
 
@@ -33,7 +34,7 @@ class DeadLetter:
     failed_at: int
 
     @property
-    def message(self) -> Message | None:
+    def message(self) -> Message[Any] | None:
         """The decoded message, or None when the body was what failed to decode."""
         try:
             return Message.decode(self.body)

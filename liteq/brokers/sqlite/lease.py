@@ -41,6 +41,9 @@ if TYPE_CHECKING:
     # Type-only, and mutual by nature: the broker builds its consumers, which use it.
     from .broker import SqliteBroker
 
+#: A claimed row: (id, lease token, encoded message, queue name).
+ClaimedRow = tuple[int, int, bytes, str]
+
 HOST = socket.gethostname()
 #: Seconds between two heartbeats of a consumer in the worker registry.
 HEARTBEAT_INTERVAL = 1.0
@@ -110,7 +113,9 @@ class SqliteConsumer(BatchConsumer):
 
     # -- waiting --------------------------------------------------------------------
     def _version(self, conn: apsw.Connection) -> tuple[int, int]:
-        return conn.execute("PRAGMA data_version").fetchone()[0], self.db.local_enqueues
+        # apsw types fetchone() as Optional; a PRAGMA always returns its one row
+        return (conn.execute("PRAGMA data_version").fetchone()[0],  # type: ignore[index]
+                self.db.local_enqueues)
 
     def _changed(self) -> bool:
         with self.db.lock:
@@ -198,7 +203,7 @@ class SqliteConsumer(BatchConsumer):
                 tally.move(row_id, name, ready=-1)
                 trip.rows, trip.solo = [(row_id, token, body, name)], True
             return
-        rows: list[tuple] = []
+        rows: list[ClaimedRow] = []
         names = self.queue_names
         start = self._rotation = (self._rotation + 1) % max(len(names), 1)
         for name in names[start:] + names[:start]:
@@ -209,7 +214,8 @@ class SqliteConsumer(BatchConsumer):
                 tally.move(row_id, name, ready=-1)
         self._dirty = len(rows) >= want
         if not self._dirty:
-            self._next_eta = conn.execute(q.NEXT_ETA).fetchone()[0]
+            # apsw types fetchone() as Optional; an aggregate (MIN) always returns one row
+            self._next_eta = conn.execute(q.NEXT_ETA).fetchone()[0]  # type: ignore[index]
             self._hold_until = time.monotonic() + self.broker.batch_window_ms / 1000
         conn.executemany(q.LEASE, [(token, expires, self.owner, row[0]) for row in rows])
         trip.rows = rows
@@ -218,8 +224,8 @@ class SqliteConsumer(BatchConsumer):
                        ) -> tuple[int, bytes, str] | None:
         """The first suspect of this consumer's queues; exhausted ones are dead-lettered."""
         for name in self.queue_names:
-            for row_id, body, deliveries, priority in conn.execute(
-                    q.CLAIM_SUSPECTS, (name,)).fetchall():
+            suspects: list[tuple[Any, ...]] = conn.execute(q.CLAIM_SUSPECTS, (name,)).fetchall()
+            for row_id, body, deliveries, priority in suspects:
                 if deliveries < self.broker.max_deliveries:
                     return row_id, body, name
                 tally.move(row_id, name, ready=-1)
@@ -305,7 +311,7 @@ class SqliteConsumer(BatchConsumer):
                                           reason, None, deliveries, now_ms))
         counts.remove(conn, mark, row_id)
 
-    def _decode(self, rows: list[tuple], now_ms: int) -> list[MessageProxy]:
+    def _decode(self, rows: list[ClaimedRow], now_ms: int) -> list[MessageProxy]:
         """Proxies of claimed rows, trusted until ``now_ms`` + lease − margin."""
         proxies, bad = [], []
         decode = Message.decode
@@ -326,7 +332,8 @@ class SqliteConsumer(BatchConsumer):
             lease_log.leases(proxies, now_ms + self.lease_ms)
         return proxies
 
-    def _dead_letter_undecodable(self, conn: apsw.Connection, bad: list[tuple],
+    def _dead_letter_undecodable(self, conn: apsw.Connection,
+                                 bad: list[tuple[int, int, bytes, str, str]],
                                  now_ms: int) -> None:
         mark = counts.watermark(conn)
         for row_id, token, body, name, error in bad:
@@ -377,7 +384,7 @@ class _Trip:
 
     def __init__(self, now_ms: int) -> None:
         self.now_ms = now_ms
-        self.rows: list[tuple] = []
+        self.rows: list[ClaimedRow] = []
         self.renewed: list[int] | None = None
         self.solo = False
 

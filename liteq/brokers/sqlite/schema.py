@@ -14,6 +14,8 @@ claim counts a delivery, so a message that kills its process is dead-lettered af
 
 from __future__ import annotations
 
+from typing import cast
+
 import apsw
 
 from ...errors import NotALiteqDatabase, SchemaClash, SchemaTooNew
@@ -333,8 +335,9 @@ def check(conn: apsw.Connection, path: str) -> int:
 
 def _check(conn: apsw.Connection, path: str) -> int:
     try:
-        app_id, version = conn.execute(
-            "SELECT * FROM pragma_application_id(), pragma_user_version()").fetchone()
+        # apsw types fetchone() as Optional Any; this select of two PRAGMAs is one row
+        app_id, version = cast("tuple[int, int]", conn.execute(
+            "SELECT * FROM pragma_application_id(), pragma_user_version()").fetchone())
     except apsw.NotADBError as e:
         raise NotALiteqDatabase(f"{path!r} is not a SQLite database: {e}") from None
     if app_id not in (0, APPLICATION_ID) or (app_id == 0 and version != 0):
@@ -366,7 +369,7 @@ def migrate(conn: apsw.Connection, path: str) -> None:
         return
     conn.execute("BEGIN IMMEDIATE")
     try:
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        version = cast("tuple[int]", conn.execute("PRAGMA user_version").fetchone())[0]
         for target in range(version + 1, SCHEMA_VERSION + 1):
             conn.execute(MIGRATIONS[target])
         conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
