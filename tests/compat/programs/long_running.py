@@ -1,0 +1,59 @@
+"""A long-running task and SIGTERM, in Dramatiq's style.
+
+``crunch`` opts in to ``notify_shutdown``: when the worker is told to stop, the
+ShutdownNotifications middleware raises ``Shutdown`` inside it, so the worker does not
+wait for it; it does not catch the exception, so its message is retried later by
+Retries (the work is not lost). ``settle`` does not opt in: the worker lets it finish
+within the shutdown timeout. Run it::
+
+    liteq worker long_running
+    python long_running.py
+    kill -TERM <the worker's pid>
+"""
+
+import os
+import sys
+import time
+
+import liteq as dramatiq
+
+OUT = os.environ.get("PROGRAM_OUT", ".")
+
+
+def note(name, *fields):
+    """Append one line of fields to the file ``name`` under OUT."""
+    with open(os.path.join(OUT, name), "a") as f:
+        f.write(" ".join(str(x) for x in fields) + "\n")
+
+
+@dramatiq.actor(notify_shutdown=True, time_limit=float("inf"), max_retries=3,
+                min_backoff=60000)
+def crunch(steps):
+    note("crunch.txt", "started", os.getpid())
+    step = 0
+    try:
+        while step < steps:
+            time.sleep(0.02)
+            step += 1
+    except dramatiq.middleware.Shutdown:
+        crunch.logger.warning("worker is stopping; interrupted at step %d", step)
+        note("crunch.txt", "shutdown", step)
+        raise
+    note("crunch.txt", "finished", steps)
+
+
+@dramatiq.actor(max_retries=0)
+def settle(ms):
+    note("settle.txt", "started", os.getpid())
+    time.sleep(ms / 1000)
+    note("settle.txt", "finished", ms)
+
+
+def main(argv=None):
+    crunch.send(100_000)
+    settle.send(1500)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
