@@ -9,14 +9,17 @@ the worker's log and the SQLite stats, with deadlines.
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import psutil
 import pytest
 from helpers import wait_for
 
@@ -106,19 +109,99 @@ def stop(pool, timeout: float = 30) -> None:
     assert pool.wait(timeout) == 0, pool.output()
 
 
+# ---------------------------------------------------------------------------------------
+# What each program must produce: the same checks hold under Dramatiq (see the last test)
+# ---------------------------------------------------------------------------------------
+WORDS = ["queue", "actor", "broker", "sqlite", "message", "worker", "retry"]
+
+
+def basic_done(out: Path) -> bool:
+    return len(lines(out, "vowels.txt")) >= 14 and bool(lines(out, "reminders.txt")) \
+        and bool(lines(out, "flaky.txt"))
+
+
+def check_basic(out: Path) -> None:
+    rows = lines(out, "vowels.txt")
+    assert collections.Counter(word for word, _ in rows) == {w: 2 for w in WORDS}
+    assert all(int(n) == sum(c in "aeiou" for c in w) for w, n in rows)
+    [[text, due, ran]] = lines(out, "reminders.txt")
+    assert text == "stretch" and int(ran) >= int(due)  # the delay was honoured
+    assert lines(out, "flaky.txt") == [["job-1", "3"]]  # two failures, then retried
+
+
+def asyncio_done(out: Path) -> bool:
+    return len(lines(out, "sums.txt")) >= 12 and ["cancelled"] in lines(out, "dawdle.txt")
+
+
+def check_asyncio(out: Path) -> None:
+    rows = lines(out, "sums.txt")
+    assert sorted((int(x), int(y), int(s)) for x, y, s, *_ in rows) == [
+        (i, 2 * i, 3 * i) for i in range(12)]
+    # One event loop per worker process, running in one thread.
+    assert len({(pid, loop, thread) for *_, pid, loop, thread in rows}) == 1
+    # The coroutine past its time limit was cancelled, not left to finish.
+    assert lines(out, "dawdle.txt") == [["started"], ["cancelled"]]
+
+
+def time_limits_done(out: Path) -> bool:
+    return len(lines(out, "polite.txt")) == 2 and bool(lines(out, "stubborn.txt"))
+
+
+def check_time_limits(out: Path) -> None:
+    [started, gave_up] = lines(out, "polite.txt")
+    assert started == ["started"] and gave_up[0] == "gave-up" and int(gave_up[1]) >= 300
+    assert lines(out, "stubborn.txt") == [["started"]]
+
+
+def composition_done(out: Path) -> bool:
+    return len(lines(out, "published.txt")) >= 5
+
+
+def check_composition(out: Path) -> None:
+    assert sorted((out / "published.txt").read_text().splitlines()) == [
+        "blog | notes on queues and more and more",
+        "feed-0 | item 0", "feed-1 | item 1", "feed-2 | item 2",
+        "wiki | (nothing piped)",
+    ]
+
+
+def shop_receipts(out: Path) -> collections.Counter:
+    return collections.Counter(tuple(row) for row in lines(out, "receipts.txt")
+                               if row[0] in ("place_order", "send_receipt"))
+
+
+def shop_done(out: Path) -> bool:
+    return len(lines(out, "mail.txt")) >= 6 and sum(shop_receipts(out).values()) >= 12
+
+
+def check_shop(out: Path, log: str) -> None:
+    assert sorted(lines(out, "mail.txt")) == sorted(
+        [f"order-{n}", str([3, 8, 12][n % 3])] for n in range(6))
+    assert shop_receipts(out) == {("place_order", "orders", "ok"): 6,
+                                  ("send_receipt", "mail", "ok"): 6}
+    assert "[shop.orders.place_order] [INFO] order order-2 comes to 12" in log
+
+
+def audit_done(log: str) -> bool:
+    return "large transfer" in log and log.count("[audit.Ledger] [INFO] settled transfer") >= 2
+
+
+def check_audit(log: str) -> None:
+    assert "[audit.transfer] [INFO] moving 7 coins" in log
+    assert "[audit.transfer] [INFO] moving 500 coins" in log
+    assert "[audit] [WARNING] large transfer of 500 coins" in log
+    assert "[audit.Ledger] [INFO] settled transfer for (7,)" in log
+
+
+# ---------------------------------------------------------------------------------------
+# Under liteq worker
+# ---------------------------------------------------------------------------------------
 def test_basic_actors_delay_and_retries(tmp_path, out, program_env, worker):
     pool = worker("basic")
     produce(program_env, tmp_path, "basic.py", "14", "--remind-in", "700")
-    until(pool, lambda: len(lines(out, "vowels.txt")) >= 14
-          and lines(out, "reminders.txt") and lines(out, "flaky.txt"))
+    until(pool, lambda: basic_done(out))
     until(pool, lambda: idle(tmp_path))
-    words = collections.Counter(word for word, _ in lines(out, "vowels.txt"))
-    assert words == {w: 2 for w in ["queue", "actor", "broker", "sqlite", "message",
-                                    "worker", "retry"]}
-    assert all(int(n) == sum(c in "aeiou" for c in w) for w, n in lines(out, "vowels.txt"))
-    [[text, due, ran]] = lines(out, "reminders.txt")
-    assert text == "stretch" and int(ran) >= int(due)
-    assert lines(out, "flaky.txt") == [["job-1", "3"]]
+    check_basic(out)
     assert stats(tmp_path)["default"]["failed"] == 0 and not dead_letters(tmp_path)
     assert "[basic.count_vowels] [INFO] sqlite has 2 vowels" in pool.output()
     stop(pool)
@@ -128,17 +211,10 @@ def test_asyncio_actors_share_one_event_loop_and_time_out(tmp_path, out, program
                                                            worker):
     pool = worker("asyncio_actors", args=("-p", "1", "-t", "4"))
     produce(program_env, tmp_path, "asyncio_actors.py", "12")
-    until(pool, lambda: len(lines(out, "sums.txt")) >= 12
-          and ["cancelled"] in lines(out, "dawdle.txt"))
-    until(pool, lambda: dead_letters(tmp_path))
-    rows = lines(out, "sums.txt")
-    assert sorted((int(x), int(y), int(s)) for x, y, s, *_ in rows) == [
-        (i, 2 * i, 3 * i) for i in range(12)]
-    # One event loop per worker process, in one thread that is not a worker thread.
-    assert len({(pid, loop, thread) for *_, pid, loop, thread in rows}) == 1
+    until(pool, lambda: asyncio_done(out) and dead_letters(tmp_path))
+    check_asyncio(out)
     [letter] = dead_letters(tmp_path)
     assert letter.actor_name == "dawdle" and "TimeLimitExceeded" in letter.reason
-    assert "finished" not in str(lines(out, "dawdle.txt"))
     stop(pool)
 
 
@@ -146,14 +222,12 @@ def test_time_limit_interrupts_and_dead_letters_or_is_caught(tmp_path, out, prog
                                                               worker):
     pool = worker("time_limits")
     produce(program_env, tmp_path, "time_limits.py")
-    until(pool, lambda: dead_letters(tmp_path) and len(lines(out, "polite.txt")) == 2)
+    until(pool, lambda: time_limits_done(out) and dead_letters(tmp_path))
     until(pool, lambda: idle(tmp_path))
+    check_time_limits(out)
     [letter] = dead_letters(tmp_path)
-    assert letter.actor_name == "stubborn"
-    assert "TimeLimitExceeded" in letter.reason + (letter.traceback or "")
-    [started, gave_up] = lines(out, "polite.txt")
-    assert started == ["started"] and gave_up[0] == "gave-up" and int(gave_up[1]) >= 300
-    assert stats(tmp_path)["default"]["done"] == 1
+    assert letter.actor_name == "stubborn" and "TimeLimitExceeded" in letter.reason
+    assert stats(tmp_path)["default"]["done"] == 1  # polite's message was acknowledged
     assert "[time_limits.polite] [WARNING] time limit exceeded; giving up" in pool.output()
     stop(pool)
 
@@ -225,27 +299,19 @@ def test_middleware_sighup_after_n_tasks_replaces_the_worker_process(tmp_path, o
 def test_actors_spread_over_several_modules_all_run(tmp_path, out, program_env, worker):
     pool = worker("shop.setup", "shop.orders", "shop.mail")
     produce(program_env, tmp_path, "-m", "shop", "6")
-    until(pool, lambda: len(lines(out, "mail.txt")) >= 6)
-    until(pool, lambda: idle(tmp_path) and len(lines(out, "receipts.txt")) >= 12)
-    assert sorted(lines(out, "mail.txt")) == sorted(
-        [f"order-{n}", str([3, 8, 12][n % 3])] for n in range(6))
-    receipts = collections.Counter(tuple(row) for row in lines(out, "receipts.txt"))
-    assert receipts == {("place_order", "orders", "ok"): 6, ("send_receipt", "mail", "ok"): 6}
-    assert "[shop.orders.place_order] [INFO] order order-2 comes to 12" in pool.output()
+    until(pool, lambda: shop_done(out))
+    until(pool, lambda: idle(tmp_path))
+    check_shop(out, pool.output())
+    assert len(lines(out, "receipts.txt")) == 12
     stop(pool)
 
 
 def test_pipelines_pass_results_along_and_groups_run(tmp_path, out, program_env, worker):
     pool = worker("composition")
     produce(program_env, tmp_path, "composition.py")
-    until(pool, lambda: len(lines(out, "published.txt")) >= 5)
+    until(pool, lambda: composition_done(out))
     until(pool, lambda: idle(tmp_path))
-    published = sorted((out / "published.txt").read_text().splitlines())
-    assert published == [
-        "blog | notes on queues and more and more",
-        "feed-0 | item 0", "feed-1 | item 1", "feed-2 | item 2",
-        "wiki | (nothing piped)",
-    ]
+    check_composition(out)
     stop(pool)
 
 
@@ -254,11 +320,108 @@ def test_pipelines_pass_results_along_and_groups_run(tmp_path, out, program_env,
 def test_get_logger_names_match_dramatiq(tmp_path, out, program_env, worker):
     pool = worker("audit")
     produce(program_env, tmp_path, "audit.py", "7", "500")
-    until(pool, lambda: "large transfer" in pool.output())
-    until(pool, lambda: pool.output().count("[audit.Ledger]") >= 2)
-    log = pool.output()
-    assert "[audit.transfer] [INFO] moving 7 coins" in log
-    assert "[audit.transfer] [INFO] moving 500 coins" in log
-    assert "[audit] [WARNING] large transfer of 500 coins" in log
-    assert "[audit.Ledger] [INFO] settled transfer for (7,)" in log
+    until(pool, lambda: audit_done(pool.output()))
+    check_audit(pool.output())
     stop(pool)
+
+
+# ---------------------------------------------------------------------------------------
+# The same programs under Dramatiq: the checks above are Dramatiq's own behaviour
+# ---------------------------------------------------------------------------------------
+DQ_BROKER = '''"""Give Dramatiq a Redis broker before any program is imported."""
+import os
+
+import dramatiq
+from dramatiq.brokers.redis import RedisBroker
+
+dramatiq.set_broker(RedisBroker(url=os.environ["DQ_REDIS_URL"],
+                                namespace=os.environ["DQ_NAMESPACE"]))
+'''
+
+DQ_PRODUCE = '''"""Run each program's __main__ (``script.py args`` or ``-m package args``)."""
+import os
+import runpy
+import sys
+
+import dq_broker  # noqa: F401
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+for spec in sys.argv[1:]:
+    words = spec.split()
+    sys.argv = words[1:] if words[0] == "-m" else words
+    try:
+        if words[0] == "-m":
+            runpy.run_module(words[1], run_name="__main__", alter_sys=True)
+        else:
+            runpy.run_path(os.path.join(HERE, words[0]), run_name="__main__")
+    except SystemExit as e:
+        assert not e.code, (spec, e.code)
+'''
+
+
+def dramatiq_copy(tmp_path: Path) -> Path:
+    """The programs with ``import liteq as dramatiq`` replaced by ``import dramatiq``: the
+    only change, checked here (no other line of a program mentions liteq)."""
+    copy = tmp_path / "dramatiq_programs"
+    shutil.copytree(PROGRAMS, copy, ignore=shutil.ignore_patterns("__pycache__", "*.md"))
+    for path in copy.rglob("*.py"):
+        code = path.read_text()
+        if "import liteq as dramatiq\n" in code:
+            code = code.replace("import liteq as dramatiq\n", "import dramatiq\n", 1)
+        assert "liteq" not in code.split('"""')[-1], path  # outside the module docstring
+        path.write_text(code)
+    (copy / "dq_broker.py").write_text(DQ_BROKER)
+    (copy / "dq_produce.py").write_text(DQ_PRODUCE)
+    return copy
+
+
+def test_the_programs_are_dramatiq_programs(tmp_path, out, program_env, redis_url, ns):
+    pytest.importorskip("dramatiq")
+    copy = dramatiq_copy(tmp_path)
+    env = dict(program_env, DQ_REDIS_URL=redis_url, DQ_NAMESPACE=ns,
+               PYTHONPATH=os.pathsep.join([str(copy), program_env["PYTHONPATH"]]))
+    log_path = tmp_path / "dramatiq.log"
+    modules = ["dq_broker", "basic", "asyncio_actors", "time_limits", "composition",
+               "shop.setup", "shop.orders", "shop.mail", "audit"]
+    with open(log_path, "wb") as log_file:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "dramatiq", *modules, "-p", "1", "-t", "4",
+             "--path", str(copy)],
+            env=env, cwd=tmp_path, stdout=log_file, stderr=subprocess.STDOUT)
+    ps = psutil.Process(proc.pid)
+
+    def log() -> str:
+        return log_path.read_text(errors="replace")
+
+    def running(predicate: Callable[[], object]) -> Callable[[], object]:
+        def check() -> object:
+            if proc.poll() is not None:
+                raise AssertionError(f"dramatiq exited ({proc.returncode}):\n{log()}")
+            return predicate()
+        return check
+
+    try:
+        wait_for(running(lambda: "ready for action" in log()), timeout=30, interval=0.05)
+        produce(env, tmp_path, str(copy / "dq_produce.py"), "basic.py 14 --remind-in 700",
+                "asyncio_actors.py 12", "time_limits.py", "composition.py", "-m shop 6",
+                "audit.py 7 500")
+        wait_for(running(lambda: basic_done(out) and asyncio_done(out)
+                         and time_limits_done(out) and composition_done(out)
+                         and shop_done(out) and audit_done(log())),
+                 timeout=30, interval=0.05)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0, log()
+    finally:
+        for child in [ps, *ps.children(recursive=True)] if proc.poll() is None else []:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                child.kill()
+        proc.wait(10)
+    check_basic(out)
+    check_asyncio(out)
+    check_time_limits(out)
+    check_composition(out)
+    check_shop(out, log())
+    check_audit(log())
+    assert "[time_limits.polite] [WARNING] time limit exceeded; giving up" in log()
+    assert "dramatiq.middleware.time_limit.TimeLimitExceeded" in log()
