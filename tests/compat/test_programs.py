@@ -16,7 +16,8 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psutil
@@ -107,6 +108,159 @@ def stop(pool, timeout: float = 30) -> None:
     """SIGTERM the supervisor; it must exit 0 within ``timeout`` seconds."""
     pool.signal(signal.SIGTERM)
     assert pool.wait(timeout) == 0, pool.output()
+
+
+# ---------------------------------------------------------------------------------------
+# Running the same programs under Dramatiq (its CLI, a Redis broker)
+# ---------------------------------------------------------------------------------------
+DQ_BROKER = '''"""Give Dramatiq a Redis broker before any program is imported."""
+import os
+
+import dramatiq
+from dramatiq.brokers.redis import RedisBroker
+
+dramatiq.set_broker(RedisBroker(url=os.environ["DQ_REDIS_URL"],
+                                namespace=os.environ["DQ_NAMESPACE"]))
+'''
+
+DQ_PRODUCE = '''"""Run each program's __main__ (``script.py args`` or ``-m package args``)."""
+import os
+import runpy
+import sys
+
+import dq_broker  # noqa: F401
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+for spec in sys.argv[1:]:
+    words = spec.split()
+    sys.argv = words[1:] if words[0] == "-m" else words
+    try:
+        if words[0] == "-m":
+            runpy.run_module(words[1], run_name="__main__", alter_sys=True)
+        else:
+            runpy.run_path(os.path.join(HERE, words[0]), run_name="__main__")
+    except SystemExit as e:
+        assert not e.code, (spec, e.code)
+'''
+
+
+def dramatiq_copy(tmp_path: Path) -> Path:
+    """The programs with ``import liteq as dramatiq`` replaced by ``import dramatiq``: the
+    only change, checked here (no other line of a program mentions liteq)."""
+    copy = tmp_path / "dramatiq_programs"
+    shutil.copytree(PROGRAMS, copy, ignore=shutil.ignore_patterns("__pycache__", "*.md"))
+    for path in copy.rglob("*.py"):
+        code = path.read_text()
+        if "import liteq as dramatiq\n" in code:
+            code = code.replace("import liteq as dramatiq\n", "import dramatiq\n", 1)
+        assert "liteq" not in code.split('"""')[-1], path  # outside the module docstring
+        path.write_text(code)
+    (copy / "dq_broker.py").write_text(DQ_BROKER)
+    (copy / "dq_produce.py").write_text(DQ_PRODUCE)
+    return copy
+
+
+def dramatiq_env(program_env: dict[str, str], copy: Path, redis_url: str,
+                 ns: str) -> dict[str, str]:
+    """Dramatiq's environment: the copy first on the path, and this interpreter first on
+    PATH (a SIGHUP makes Dramatiq re-exec itself as ``python -m dramatiq``)."""
+    return dict(program_env, DQ_REDIS_URL=redis_url, DQ_NAMESPACE=ns,
+                PYTHONPATH=os.pathsep.join([str(copy), program_env["PYTHONPATH"]]),
+                PATH=os.pathsep.join([os.path.dirname(sys.executable),
+                                      program_env.get("PATH", "")]))
+
+
+class DramatiqWorker:
+    """``python -m dramatiq dq_broker MODULE...`` on the copy of the programs."""
+
+    def __init__(self, tmp_path: Path, env: dict[str, str], copy: Path,
+                 modules: tuple[str, ...], args: list[str]) -> None:
+        self.log_path = tmp_path / f"dramatiq-{time.monotonic_ns()}.log"
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "dramatiq", "dq_broker", *modules, *args,
+                 "--path", str(copy)],
+                env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)
+        self.ps = psutil.Process(self.proc.pid)
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def signal(self, signum: int) -> None:
+        os.kill(self.proc.pid, signum)
+
+    def wait(self, timeout: float) -> int:
+        return self.proc.wait(timeout)
+
+    def kill(self) -> None:
+        """SIGKILL the main process and its worker processes (by PID) if still running."""
+        if self.proc.poll() is not None:
+            return
+        with contextlib.suppress(psutil.NoSuchProcess):
+            for process in [self.ps, *self.ps.children(recursive=True)]:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    process.kill()
+        self.proc.wait(10)
+
+
+class Engine:
+    """Starts workers and producers for the programs under liteq or under Dramatiq."""
+
+    def __init__(self, name: str, tmp_path: Path, env: dict[str, str], pools: Callable,
+                 copy: Path | None = None) -> None:
+        self.name, self.tmp_path, self.env, self.pools, self.copy = \
+            name, tmp_path, env, pools, copy
+        self.started: list[DramatiqWorker] = []
+
+    @property
+    def ready(self) -> str:
+        """What a worker process logs once it consumes."""
+        return "worker process ready" if self.copy is None else "ready for action"
+
+    def start(self, *modules: str, threads: int = 8, shutdown_timeout: int | None = None,
+              extra_env: dict[str, str] | None = None):
+        args = ["-p", "1", "-t", str(threads)]
+        env = dict(self.env, **(extra_env or {}))
+        if self.copy is None:
+            if shutdown_timeout is not None:
+                args += ["--shutdown-timeout", str(shutdown_timeout)]
+            worker = self.pools("--path", str(PROGRAMS), *args, modules=modules,
+                                extra_env=env)
+        else:
+            if shutdown_timeout is not None:
+                args += ["--worker-shutdown-timeout", str(shutdown_timeout)]
+            worker = DramatiqWorker(self.tmp_path, env, self.copy, modules, args)
+            self.started.append(worker)
+        until(worker, lambda: self.ready in worker.output())
+        return worker
+
+    def produce(self, *specs: str) -> None:
+        """Run producers, each ``"script.py args"`` or ``"-m package args"``."""
+        if self.copy is None:
+            for spec in specs:
+                produce(self.env, self.tmp_path, *spec.split())
+        else:
+            produce(self.env, self.tmp_path, str(self.copy / "dq_produce.py"), *specs)
+
+
+@pytest.fixture(params=["liteq", "dramatiq"])
+def engine(request: pytest.FixtureRequest, tmp_path: Path, program_env: dict[str, str],
+           pools: Callable) -> Iterator[Engine]:
+    """The programs run by ``liteq worker`` (SQLite), then by ``dramatiq`` (Redis)."""
+    if request.param == "liteq":
+        yield Engine("liteq", tmp_path, program_env, pools)
+        return
+    pytest.importorskip("dramatiq")
+    redis_url = request.getfixturevalue("redis_url")
+    copy = dramatiq_copy(tmp_path)
+    env = dramatiq_env(program_env, copy, redis_url, request.getfixturevalue("ns"))
+    running = Engine("dramatiq", tmp_path, env, pools, copy)
+    try:
+        yield running
+    finally:
+        for worker in running.started:
+            worker.kill()
 
 
 # ---------------------------------------------------------------------------------------
@@ -232,36 +386,38 @@ def test_time_limit_interrupts_and_dead_letters_or_is_caught(tmp_path, out, prog
     stop(pool)
 
 
-def test_sigterm_interrupts_the_long_task_and_lets_the_short_one_finish(
-        tmp_path, out, program_env, worker):
-    pool = worker("long_running", args=("-p", "1", "--shutdown-timeout", "60000"))
-    produce(program_env, tmp_path, "long_running.py")
+def test_sigterm_interrupts_the_long_task_and_lets_the_short_one_finish(tmp_path, out,
+                                                                         engine):
+    pool = engine.start("long_running", shutdown_timeout=60000)
+    engine.produce("long_running.py")
     until(pool, lambda: lines(out, "crunch.txt") and lines(out, "settle.txt"))
     pool.signal(signal.SIGTERM)
     # crunch would run for ~30 minutes: the worker stops long before the shutdown timeout.
     assert pool.wait(20) == 0, pool.output()
     assert [row[0] for row in lines(out, "crunch.txt")] == ["started", "shutdown"]
     assert lines(out, "settle.txt")[-1] == ["finished", "1500"]
-    # crunch raised Shutdown and has retries left: its message waits to be retried
-    # (settle, with no retries, finished: the one message left is crunch's).
-    s = stats(tmp_path)["default"]
-    assert s["delayed"] + s["ready"] == 1 and not dead_letters(tmp_path)
-    assert "interrupted at step" in pool.output()
+    assert "[long_running.crunch] [WARNING] worker is stopping; interrupted at step" \
+        in pool.output()
+    if engine.name == "liteq":
+        # crunch raised Shutdown and has retries left: its message waits to be retried
+        # (settle, with no retries, finished: the one message left is crunch's).
+        s = stats(tmp_path)["default"]
+        assert s["delayed"] + s["ready"] == 1 and not dead_letters(tmp_path)
 
 
-def test_state_saved_on_shutdown_is_resumed_by_the_next_worker(tmp_path, out, program_env,
-                                                                worker):
+def test_state_saved_on_shutdown_is_resumed_by_the_next_worker(tmp_path, out, engine):
     n = 300
-    first = worker("persistent")
-    produce(program_env, tmp_path, "persistent.py", str(n))
+    first = engine.start("persistent")
+    engine.produce(f"persistent.py {n}")
     until(first, lambda: len(lines(out, f"fib-{n}.log")) >= 40)
     stop(first)
     saved = json.loads((out / "states" / f"{n}.json").read_text())
     assert 40 <= saved["next"] - 1 < n
-    assert idle(tmp_path) and not dead_letters(tmp_path)  # caught Shutdown: acknowledged
+    if engine.name == "liteq":
+        assert idle(tmp_path) and not dead_letters(tmp_path)  # caught Shutdown: acknowledged
 
-    second = worker("persistent")
-    produce(program_env, tmp_path, "persistent.py", str(n))
+    second = engine.start("persistent")
+    engine.produce(f"persistent.py {n}")
     until(second, lambda: not (out / "states" / f"{n}.json").exists())
     rows = [(int(i), int(value), int(pid)) for i, value, pid in lines(out, f"fib-{n}.log")]
     pids = list(dict.fromkeys(pid for *_, pid in rows))
@@ -280,19 +436,18 @@ def test_state_saved_on_shutdown_is_resumed_by_the_next_worker(tmp_path, out, pr
     stop(second)
 
 
-def test_middleware_sighup_after_n_tasks_replaces_the_worker_process(tmp_path, out,
-                                                                      program_env, worker):
-    pool = worker("max_tasks", args=("-p", "1", "-t", "1"), extra_env={"RELOAD_AFTER": "5"})
-    produce(program_env, tmp_path, "max_tasks.py", "16")
-    until(pool, lambda: len(lines(out, "jobs.txt")) >= 16)
-    until(pool, lambda: idle(tmp_path))
+def test_middleware_sighup_after_n_tasks_replaces_the_worker_process(out, engine):
+    pool = engine.start("max_tasks", threads=1, extra_env={"RELOAD_AFTER": "5"})
+    for batch in range(2):
+        engine.produce(f"max_tasks.py 5 --first {5 * batch}")
+        until(pool, lambda b=batch: len(lines(out, "jobs.txt")) >= 5 * (b + 1))
+        # Its fifth task made the process send SIGHUP: a fresh process takes over.
+        until(pool, lambda b=batch: pool.output().count(engine.ready) >= b + 2)
     rows = lines(out, "jobs.txt")
-    ran = collections.Counter(int(n) for n, _ in rows)
-    assert ran == {n: 1 for n in range(16)}
-    per_pid = collections.Counter(pid for _, pid in rows)
-    assert len(per_pid) >= 3, per_pid
-    assert all(count >= 5 for pid, count in per_pid.items() if pid != rows[-1][1]), per_pid
-    assert pool.output().count("reloading: restarting") >= 2
+    assert collections.Counter(int(n) for n, _ in rows) == {n: 1 for n in range(10)}
+    first, second = ({pid for n, pid in rows if int(n) // 5 == batch} for batch in range(2))
+    assert len(first) == len(second) == 1 and first != second, (first, second)
+    assert pool.output().count("asking the supervisor for a reload") == 2
     stop(pool)
 
 
@@ -326,102 +481,30 @@ def test_get_logger_names_match_dramatiq(tmp_path, out, program_env, worker):
 
 
 # ---------------------------------------------------------------------------------------
-# The same programs under Dramatiq: the checks above are Dramatiq's own behaviour
+# Under Dramatiq: the checks above are Dramatiq's own behaviour
 # ---------------------------------------------------------------------------------------
-DQ_BROKER = '''"""Give Dramatiq a Redis broker before any program is imported."""
-import os
-
-import dramatiq
-from dramatiq.brokers.redis import RedisBroker
-
-dramatiq.set_broker(RedisBroker(url=os.environ["DQ_REDIS_URL"],
-                                namespace=os.environ["DQ_NAMESPACE"]))
-'''
-
-DQ_PRODUCE = '''"""Run each program's __main__ (``script.py args`` or ``-m package args``)."""
-import os
-import runpy
-import sys
-
-import dq_broker  # noqa: F401
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-
-for spec in sys.argv[1:]:
-    words = spec.split()
-    sys.argv = words[1:] if words[0] == "-m" else words
-    try:
-        if words[0] == "-m":
-            runpy.run_module(words[1], run_name="__main__", alter_sys=True)
-        else:
-            runpy.run_path(os.path.join(HERE, words[0]), run_name="__main__")
-    except SystemExit as e:
-        assert not e.code, (spec, e.code)
-'''
-
-
-def dramatiq_copy(tmp_path: Path) -> Path:
-    """The programs with ``import liteq as dramatiq`` replaced by ``import dramatiq``: the
-    only change, checked here (no other line of a program mentions liteq)."""
-    copy = tmp_path / "dramatiq_programs"
-    shutil.copytree(PROGRAMS, copy, ignore=shutil.ignore_patterns("__pycache__", "*.md"))
-    for path in copy.rglob("*.py"):
-        code = path.read_text()
-        if "import liteq as dramatiq\n" in code:
-            code = code.replace("import liteq as dramatiq\n", "import dramatiq\n", 1)
-        assert "liteq" not in code.split('"""')[-1], path  # outside the module docstring
-        path.write_text(code)
-    (copy / "dq_broker.py").write_text(DQ_BROKER)
-    (copy / "dq_produce.py").write_text(DQ_PRODUCE)
-    return copy
-
-
-def test_the_programs_are_dramatiq_programs(tmp_path, out, program_env, redis_url, ns):
+def test_the_programs_are_dramatiq_programs(tmp_path, out, program_env, pools, redis_url, ns):
     pytest.importorskip("dramatiq")
     copy = dramatiq_copy(tmp_path)
-    env = dict(program_env, DQ_REDIS_URL=redis_url, DQ_NAMESPACE=ns,
-               PYTHONPATH=os.pathsep.join([str(copy), program_env["PYTHONPATH"]]))
-    log_path = tmp_path / "dramatiq.log"
-    modules = ["dq_broker", "basic", "asyncio_actors", "time_limits", "composition",
-               "shop.setup", "shop.orders", "shop.mail", "audit"]
-    with open(log_path, "wb") as log_file:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "dramatiq", *modules, "-p", "1", "-t", "4",
-             "--path", str(copy)],
-            env=env, cwd=tmp_path, stdout=log_file, stderr=subprocess.STDOUT)
-    ps = psutil.Process(proc.pid)
-
-    def log() -> str:
-        return log_path.read_text(errors="replace")
-
-    def running(predicate: Callable[[], object]) -> Callable[[], object]:
-        def check() -> object:
-            if proc.poll() is not None:
-                raise AssertionError(f"dramatiq exited ({proc.returncode}):\n{log()}")
-            return predicate()
-        return check
-
+    env = dramatiq_env(program_env, copy, redis_url, ns)
+    engine = Engine("dramatiq", tmp_path, env, pools, copy)
     try:
-        wait_for(running(lambda: "ready for action" in log()), timeout=30, interval=0.05)
-        produce(env, tmp_path, str(copy / "dq_produce.py"), "basic.py 14 --remind-in 700",
-                "asyncio_actors.py 12", "time_limits.py", "composition.py", "-m shop 6",
-                "audit.py 7 500")
-        wait_for(running(lambda: basic_done(out) and asyncio_done(out)
-                         and time_limits_done(out) and composition_done(out)
-                         and shop_done(out) and audit_done(log())),
-                 timeout=30, interval=0.05)
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(30) == 0, log()
+        worker = engine.start("basic", "asyncio_actors", "time_limits", "composition",
+                              "shop.setup", "shop.orders", "shop.mail", "audit", threads=4)
+        engine.produce("basic.py 14 --remind-in 700", "asyncio_actors.py 12",
+                       "time_limits.py", "composition.py", "-m shop 6", "audit.py 7 500")
+        until(worker, lambda: basic_done(out) and asyncio_done(out) and time_limits_done(out)
+              and composition_done(out) and shop_done(out) and audit_done(worker.output()))
+        stop(worker)
     finally:
-        for child in [ps, *ps.children(recursive=True)] if proc.poll() is None else []:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                child.kill()
-        proc.wait(10)
+        for started in engine.started:
+            started.kill()
+    log = worker.output()
     check_basic(out)
     check_asyncio(out)
     check_time_limits(out)
     check_composition(out)
-    check_shop(out, log())
-    check_audit(log())
-    assert "[time_limits.polite] [WARNING] time limit exceeded; giving up" in log()
-    assert "dramatiq.middleware.time_limit.TimeLimitExceeded" in log()
+    check_shop(out, log)
+    check_audit(log)
+    assert "[time_limits.polite] [WARNING] time limit exceeded; giving up" in log
+    assert "dramatiq.middleware.time_limit.TimeLimitExceeded" in log

@@ -51,8 +51,9 @@ def job(n):
 def main(argv=None):
     parser = argparse.ArgumentParser(description="Enqueue numbered jobs.")
     parser.add_argument("count", type=int)
+    parser.add_argument("--first", type=int, default=0, help="the first job's number")
     args = parser.parse_args(argv)
-    for n in range(args.count):
+    for n in range(args.first, args.first + args.count):
         job.send(n)
     return 0
 
