@@ -4,6 +4,10 @@ the real ``liteq worker`` CLI on a SQLite file in ``tmp_path``.
 Each program's own ``__main__`` is the producer (run as a subprocess, as a Dramatiq user
 would run it); tasks write files under ``$PROGRAM_OUT`` and the tests wait on those files,
 the worker's log and the SQLite stats, with deadlines.
+
+The same programs, with only their import line changed to ``import dramatiq``, also run
+under Dramatiq's own CLI on the session's private Redis (skipped without it) and must pass
+the same checks: what is asserted here is Dramatiq's behaviour, not just liteq's.
 """
 
 from __future__ import annotations
@@ -408,7 +412,7 @@ def test_sigterm_interrupts_the_long_task_and_lets_the_short_one_finish(tmp_path
 def test_state_saved_on_shutdown_is_resumed_by_the_next_worker(tmp_path, out, engine):
     n = 300
     first = engine.start("persistent")
-    engine.produce(f"persistent.py {n}")
+    engine.produce(f"persistent.py {n} --pace 20")  # 6 s of work: stopped well before
     until(first, lambda: len(lines(out, f"fib-{n}.log")) >= 40)
     stop(first)
     saved = json.loads((out / "states" / f"{n}.json").read_text())
@@ -417,7 +421,7 @@ def test_state_saved_on_shutdown_is_resumed_by_the_next_worker(tmp_path, out, en
         assert idle(tmp_path) and not dead_letters(tmp_path)  # caught Shutdown: acknowledged
 
     second = engine.start("persistent")
-    engine.produce(f"persistent.py {n}")
+    engine.produce(f"persistent.py {n} --pace 1")
     until(second, lambda: not (out / "states" / f"{n}.json").exists())
     rows = [(int(i), int(value), int(pid)) for i, value, pid in lines(out, f"fib-{n}.log")]
     pids = list(dict.fromkeys(pid for *_, pid in rows))

@@ -45,7 +45,7 @@ def save_state(n, state):
 
 
 @dramatiq.actor(notify_shutdown=True, time_limit=float("inf"), max_retries=0)
-def fib(n):
+def fib(n, pace_ms=10):
     start, before, last = load_state(n)
     state = {"next": start, "before": before, "last": last}
     try:
@@ -55,7 +55,7 @@ def fib(n):
                 log.flush()
                 state = {"next": i + 1, "before": last, "last": before + last}
                 before, last = last, before + last
-                time.sleep(0.01)
+                time.sleep(pace_ms / 1000)
     except dramatiq.middleware.Shutdown:
         save_state(n, state)
         return
@@ -67,8 +67,9 @@ def fib(n):
 def main(argv=None):
     parser = argparse.ArgumentParser(description="Compute fib(n) in the background.")
     parser.add_argument("n", type=int, help="must be a positive number")
+    parser.add_argument("--pace", type=int, default=10, help="ms to wait after each number")
     args = parser.parse_args(argv)
-    fib.send(args.n)
+    fib.send(args.n, args.pace)
     return 0
 
 
