@@ -340,6 +340,24 @@ def check_shop(out: Path, log: str) -> None:
     assert "[shop.orders.place_order] [INFO] order order-2 comes to 12" in log
 
 
+def callbacks_done(out: Path) -> bool:
+    return len(lines(out, "callbacks.txt")) >= 4 and len(lines(out, "patient.txt")) >= 3 \
+        and len(lines(out, "charges.txt")) >= 3
+
+
+def check_callbacks(out: Path) -> None:
+    assert sorted(lines(out, "charges.txt")) == [["-1", "0"], ["-1", "1"], ["5", "0"]]
+    # on_failure runs after every failed attempt; a ``throws`` error is not retried.
+    assert sorted(lines(out, "callbacks.txt")) == [
+        ["failure", "charge", "-1", "ValueError", "cannot-charge-1"],
+        ["failure", "charge", "-1", "ValueError", "cannot-charge-1"],
+        ["failure", "lookup", "missing", "KeyError", "'missing'"],
+        ["success", "charge", "5", "500"],
+    ]
+    assert lines(out, "lookups.txt") == [["missing", "0"]]
+    assert lines(out, "patient.txt") == [["p", "0"], ["p", "1"], ["p", "2"]]
+
+
 def audit_done(log: str) -> bool:
     return "large transfer" in log and log.count("[audit.Ledger] [INFO] settled transfer") >= 2
 
@@ -474,6 +492,16 @@ def test_pipelines_pass_results_along_and_groups_run(tmp_path, out, program_env,
     stop(pool)
 
 
+def test_callbacks_retries_and_the_current_message(tmp_path, out, program_env, worker):
+    pool = worker("callbacks")
+    produce(program_env, tmp_path, "callbacks.py")
+    until(pool, lambda: callbacks_done(out))
+    until(pool, lambda: idle(tmp_path))
+    check_callbacks(out)
+    assert sorted(d.actor_name for d in dead_letters(tmp_path)) == ["charge", "lookup"]
+    stop(pool)
+
+
 @pytest.mark.xfail(not hasattr(liteq, "get_logger"), strict=True,
                    reason="liteq.get_logger is not there yet (Dramatiq's dramatiq.get_logger)")
 def test_get_logger_names_match_dramatiq(tmp_path, out, program_env, worker):
@@ -494,11 +522,14 @@ def test_the_programs_are_dramatiq_programs(tmp_path, out, program_env, pools, r
     engine = Engine("dramatiq", tmp_path, env, pools, copy)
     try:
         worker = engine.start("basic", "asyncio_actors", "time_limits", "composition",
-                              "shop.setup", "shop.orders", "shop.mail", "audit", threads=4)
+                              "shop.setup", "shop.orders", "shop.mail", "callbacks", "audit",
+                              threads=4)
         engine.produce("basic.py 14 --remind-in 700", "asyncio_actors.py 12",
-                       "time_limits.py", "composition.py", "-m shop 6", "audit.py 7 500")
+                       "time_limits.py", "composition.py", "-m shop 6", "callbacks.py",
+                       "audit.py 7 500")
         until(worker, lambda: basic_done(out) and asyncio_done(out) and time_limits_done(out)
-              and composition_done(out) and shop_done(out) and audit_done(worker.output()))
+              and composition_done(out) and shop_done(out) and callbacks_done(out)
+              and audit_done(worker.output()))
         stop(worker)
     finally:
         for started in engine.started:
@@ -509,6 +540,7 @@ def test_the_programs_are_dramatiq_programs(tmp_path, out, program_env, pools, r
     check_time_limits(out)
     check_composition(out)
     check_shop(out, log)
+    check_callbacks(out)
     check_audit(log)
     assert "[time_limits.polite] [WARNING] time limit exceeded; giving up" in log
     assert "dramatiq.middleware.time_limit.TimeLimitExceeded" in log
