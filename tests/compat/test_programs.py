@@ -285,6 +285,7 @@ def check_basic(out: Path) -> None:
     [[text, due, ran]] = lines(out, "reminders.txt")
     assert text == "stretch" and int(ran) >= int(due)  # the delay was honoured
     assert lines(out, "flaky.txt") == [["job-1", "3"]]  # two failures, then retried
+    assert "stale" not in (out / "vowels.txt").read_text()  # past its max_age: skipped
 
 
 def asyncio_done(out: Path) -> bool:
@@ -378,7 +379,8 @@ def test_basic_actors_delay_and_retries(tmp_path, out, program_env, worker):
     until(pool, lambda: basic_done(out))
     until(pool, lambda: idle(tmp_path))
     check_basic(out)
-    assert stats(tmp_path)["default"]["failed"] == 0 and not dead_letters(tmp_path)
+    [letter] = dead_letters(tmp_path)
+    assert letter.message.args == ("stale",) and "age limit" in letter.reason
     assert "[basic.count_vowels] [INFO] sqlite has 2 vowels" in pool.output()
     stop(pool)
 

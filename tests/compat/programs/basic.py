@@ -1,9 +1,12 @@
-"""A basic actor module in Dramatiq's style: plain actors, a delayed message, retries.
+"""A basic actor module in Dramatiq's style: plain actors, delays, an age limit, retries.
 
 Only the import differs from a Dramatiq program. Run it::
 
     liteq worker basic          # dramatiq basic
     python basic.py 20          # enqueue 20 words, a reminder and a flaky job
+
+A word sent with a 200 ms delay but a 100 ms ``max_age`` is too old when it comes due: the
+AgeLimit middleware skips it (and dead-letters it) instead of running it.
 
 Tasks append their results to files in $PROGRAM_OUT (default: the working directory).
 """
@@ -55,6 +58,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     for i in range(args.count):
         count_vowels.send(WORDS[i % len(WORDS)])
+    count_vowels.send_with_options(args=("stale",), delay=200, max_age=100)
     due = int(time.time() * 1000) + args.remind_in
     remind.send_with_options(args=("stretch", due), delay=args.remind_in)
     flaky.send("job-1")
