@@ -414,19 +414,22 @@ def test_sigterm_interrupts_the_long_task_and_lets_the_short_one_finish(tmp_path
                                                                          engine):
     pool = engine.start("long_running", shutdown_timeout=60000)
     engine.produce("long_running.py")
-    until(pool, lambda: lines(out, "crunch.txt") and lines(out, "settle.txt"))
+    until(pool, lambda: lines(out, "crunch.txt") and lines(out, "chat.txt")
+          and lines(out, "settle.txt"))
     pool.signal(signal.SIGTERM)
-    # crunch would run for ~30 minutes: the worker stops long before the shutdown timeout.
+    # crunch and chat would run for ~30 minutes: the worker stops long before the shutdown
+    # timeout.
     assert pool.wait(20) == 0, pool.output()
     assert [row[0] for row in lines(out, "crunch.txt")] == ["started", "shutdown"]
+    assert [row[0] for row in lines(out, "chat.txt")] == ["started", "cancelled"]
     assert lines(out, "settle.txt")[-1] == ["finished", "1500"]
     assert "[long_running.crunch] [WARNING] worker is stopping; interrupted at step" \
         in pool.output()
     if engine.name == "liteq":
-        # crunch raised Shutdown and has retries left: its message waits to be retried
-        # (settle, with no retries, finished: the one message left is crunch's).
+        # crunch and chat failed with Shutdown and have retries left: their messages wait
+        # to be retried (settle, with no retries, finished).
         s = stats(tmp_path)["default"]
-        assert s["delayed"] + s["ready"] == 1 and not dead_letters(tmp_path)
+        assert s["delayed"] + s["ready"] == 2 and not dead_letters(tmp_path)
 
 
 def test_state_saved_on_shutdown_is_resumed_by_the_next_worker(tmp_path, out, engine):

@@ -3,19 +3,23 @@
 ``crunch`` opts in to ``notify_shutdown``: when the worker is told to stop, the
 ShutdownNotifications middleware raises ``Shutdown`` inside it, so the worker does not
 wait for it; it does not catch the exception, so its message is retried later by
-Retries (the work is not lost). ``settle`` does not opt in: the worker lets it finish
-within the shutdown timeout. Run it::
+Retries (the work is not lost). ``chat`` is the same as a coroutine: the worker cancels
+it, so it sees ``asyncio.CancelledError`` at its ``await``. ``settle`` does not opt in:
+the worker lets it finish within the shutdown timeout. Run it::
 
     liteq worker long_running
     python long_running.py
     kill -TERM <the worker's pid>
 """
 
+import asyncio
 import os
 import sys
 import time
 
 import liteq as dramatiq
+
+dramatiq.get_broker().add_middleware(dramatiq.middleware.AsyncIO())
 
 OUT = os.environ.get("PROGRAM_OUT", ".")
 
@@ -42,6 +46,21 @@ def crunch(steps):
     note("crunch.txt", "finished", steps)
 
 
+@dramatiq.actor(notify_shutdown=True, time_limit=float("inf"), max_retries=3,
+                min_backoff=60000)
+async def chat(turns):
+    note("chat.txt", "started", os.getpid())
+    turn = 0
+    try:
+        while turn < turns:
+            await asyncio.sleep(0.02)
+            turn += 1
+    except asyncio.CancelledError:
+        note("chat.txt", "cancelled", turn)
+        raise
+    note("chat.txt", "finished", turns)
+
+
 @dramatiq.actor(max_retries=0)
 def settle(ms):
     note("settle.txt", "started", os.getpid())
@@ -51,6 +70,7 @@ def settle(ms):
 
 def main(argv=None):
     crunch.send(100_000)
+    chat.send(100_000)
     settle.send(1500)
     return 0
 
