@@ -359,6 +359,15 @@ def check_callbacks(out: Path) -> None:
     assert lines(out, "patient.txt") == [["p", "0"], ["p", "1"], ["p", "2"]]
 
 
+def generic_done(out: Path) -> bool:
+    return len(lines(out, "generic.txt")) >= 2
+
+
+def check_generic(out: Path) -> None:
+    assert sorted(lines(out, "generic.txt")) == [
+        ["Farewell", "partings", "goodbye-bob"], ["Welcome", "jobs", "hello-ada"]]
+
+
 def audit_done(log: str) -> bool:
     return "large transfer" in log and log.count("[audit.Ledger] [INFO] settled transfer") >= 2
 
@@ -524,6 +533,16 @@ def test_callbacks_retries_and_the_current_message(tmp_path, out, program_env, w
     stop(pool)
 
 
+@pytest.mark.xfail(not hasattr(liteq, "GenericActor"), strict=True,
+                   reason="liteq.GenericActor is not there yet (Dramatiq's class-based actors)")
+def test_generic_actors_from_an_abstract_base(tmp_path, out, program_env, worker):
+    pool = worker("generic")
+    produce(program_env, tmp_path, "generic.py")
+    until(pool, lambda: generic_done(out))
+    check_generic(out)
+    stop(pool)
+
+
 @pytest.mark.xfail(not hasattr(liteq, "get_logger"), strict=True,
                    reason="liteq.get_logger is not there yet (Dramatiq's dramatiq.get_logger)")
 def test_get_logger_names_match_dramatiq(tmp_path, out, program_env, worker):
@@ -544,14 +563,14 @@ def test_the_programs_are_dramatiq_programs(tmp_path, out, program_env, pools, r
     engine = Engine("dramatiq", tmp_path, env, pools, copy)
     try:
         worker = engine.start("basic", "asyncio_actors", "time_limits", "composition",
-                              "shop.setup", "shop.orders", "shop.mail", "callbacks", "audit",
-                              threads=4)
+                              "shop.setup", "shop.orders", "shop.mail", "callbacks", "generic",
+                              "audit", threads=4)
         engine.produce("basic.py 14 --remind-in 700", "asyncio_actors.py 12",
                        "time_limits.py", "composition.py", "-m shop 6", "callbacks.py",
-                       "audit.py 7 500")
+                       "generic.py", "audit.py 7 500")
         until(worker, lambda: basic_done(out) and asyncio_done(out) and time_limits_done(out)
               and composition_done(out) and shop_done(out) and callbacks_done(out)
-              and audit_done(worker.output()))
+              and generic_done(out) and audit_done(worker.output()))
         stop(worker)
     finally:
         for started in engine.started:
@@ -563,6 +582,7 @@ def test_the_programs_are_dramatiq_programs(tmp_path, out, program_env, pools, r
     check_composition(out)
     check_shop(out, log)
     check_callbacks(out)
+    check_generic(out)
     check_audit(log)
     assert "[time_limits.polite] [WARNING] time limit exceeded; giving up" in log
     assert "dramatiq.middleware.time_limit.TimeLimitExceeded" in log
