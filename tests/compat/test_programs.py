@@ -444,15 +444,15 @@ def test_sigterm_interrupts_the_long_task_and_lets_the_short_one_finish(tmp_path
 def test_a_task_cut_off_by_the_shutdown_timeout_runs_again_in_the_next_worker(
         tmp_path, out, program_env, worker):
     first = worker("long_running", args=("-p", "1", "--shutdown-timeout", "300"))
-    produce(program_env, tmp_path, "long_running.py")
+    produce(program_env, tmp_path, "long_running.py", "--settle", "3000")
     until(first, lambda: lines(out, "settle.txt") and lines(out, "crunch.txt")
           and lines(out, "chat.txt"))
-    stop(first)  # settle needs 1.5 s, the shutdown timeout is 0.3 s
+    stop(first)  # settle needs 3 s, the shutdown timeout is 0.3 s
     assert [row[0] for row in lines(out, "settle.txt")] == ["started"]
     assert stats(tmp_path)["default"]["running"] == 0  # released when its process exited
 
     second = worker("long_running")
-    until(second, lambda: ["finished", "1500"] in lines(out, "settle.txt"))
+    until(second, lambda: ["finished", "3000"] in lines(out, "settle.txt"))
     started = [int(pid) for word, pid in lines(out, "settle.txt") if word == "started"]
     assert len(started) == 2 and started[0] != started[1]
     stop(second)

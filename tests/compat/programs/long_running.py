@@ -12,6 +12,7 @@ the worker lets it finish within the shutdown timeout. Run it::
     kill -TERM <the worker's pid>
 """
 
+import argparse
 import asyncio
 import os
 import sys
@@ -69,9 +70,12 @@ def settle(ms):
 
 
 def main(argv=None):
+    parser = argparse.ArgumentParser(description="Enqueue two endless tasks and one short.")
+    parser.add_argument("--settle", type=int, default=1500, help="ms the short task takes")
+    args = parser.parse_args(argv)
     crunch.send(100_000)
     chat.send(100_000)
-    settle.send(1500)
+    settle.send(args.settle)
     return 0
 
 
