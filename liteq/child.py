@@ -134,7 +134,8 @@ def _run_child(config: PoolConfig, conn: Any, board: RunningBoard,
     signal.set_wakeup_fd(wfd)
     block_signals(getattr(signal, "SIG_UNBLOCK", 1), POOL_SIGNALS)
     _set_parent_death_signal()
-    setup_logging(config.verbose, config.log_file)
+    if not config.skip_logging:
+        setup_logging(config.verbose, config.log_file)
     if os.getppid() != parent_pid:
         return EXIT_KILLED
 
@@ -175,6 +176,9 @@ def _run_child(config: PoolConfig, conn: Any, board: RunningBoard,
     if config.verbose:
         broker.add_middleware(_TaskLog())
 
+    forks = [f"{fn.__module__}:{fn.__name__}" for m in broker.middleware for fn in m.forks]
+    if forks:
+        conn.send(("forks", forks))
     # Before any message is claimed: how the supervisor releases ours if we die.
     release_info = getattr(broker, "release_info", None)
     try:

@@ -24,6 +24,7 @@ from .commands import (
 )
 from .top import top_command
 from .urls import mask_url
+from .worker_args import WorkerCommand
 
 
 # ---------------------------------------------------------------------------------------
@@ -59,31 +60,67 @@ def _default_processes() -> int:
         return os.cpu_count() or 1
 
 
-@cli.command("worker")
-@click.argument("modules", nargs=-1, required=True, metavar="MODULE[:BROKER] [MODULE...]")
+def _check_worker_options(watch: tuple[str, ...], watch_options: object, skip_logging: bool,
+                          log_file: str | None, forks: tuple[str, ...]) -> None:
+    """Refuse options that would otherwise be silently ignored (exit 2)."""
+    if watch_options and not watch:
+        fail("--watch-use-polling, --watch-include and --watch-exclude need --watch DIR",
+             EXIT_USAGE)
+    if skip_logging and log_file:
+        fail("--skip-logging leaves logging to your code, --log-file configures it: "
+             "give one of them", EXIT_USAGE)
+    for spec in forks:
+        module, _, function = spec.partition(":")
+        if not module or not function:
+            fail(f"--fork-function {spec!r}: expected MODULE:FUNCTION", EXIT_USAGE)
+
+
+@cli.command("worker", cls=WorkerCommand)
+@click.argument("modules", nargs=-1, metavar="MODULE[:BROKER] [MODULE...]")
 @click.option("-p", "--processes", type=click.IntRange(min=1), default=None,
               help="Worker processes to run.  [default: the number of CPUs]")
 @click.option("-t", "--threads", type=click.IntRange(min=1), default=8, show_default=True,
               help="Worker threads per process.")
-@click.option("-Q", "--queues", multiple=True, metavar="QUEUE",
-              help="Consume only these queues (repeat, or separate with commas).  "
-                   "[default: every queue the modules declare]")
-@click.option("-P", "--path", "paths", multiple=True, metavar="DIR",
-              help="Look for the modules in DIR too (repeatable; the working directory "
-                   "and PYTHONPATH are always searched).")
+@click.option("-Q", "--queues", multiple=True, metavar="QUEUE...",
+              help="Consume only these queues: every word up to the next option "
+                   "(-Q a b), also -Q a -Q b or -Q a,b.  [default: every queue the "
+                   "modules declare]")
+@click.option("-P", "--path", "paths", multiple=True, metavar="DIR...",
+              type=click.Path(exists=True, file_okay=False),
+              help="Look for the modules in these directories too (every word up to the "
+                   "next option; the working directory and PYTHONPATH are always searched).")
 @click.option("--watch", multiple=True, metavar="DIR",
               type=click.Path(exists=True, file_okay=False),
               help="Restart the worker processes when a .py file under DIR changes "
-                   "(development; polls once a second).")
+                   "(development; inotify on Linux, else polling once a second).")
+@click.option("--watch-use-polling", is_flag=True,
+              help="With --watch: poll file modification times once a second instead of "
+                   "using inotify (network and container file systems).")
+@click.option("-i", "--watch-include", multiple=True, metavar="PATTERN",
+              help="With --watch: files matching PATTERN (e.g. '*.html') trigger a reload "
+                   "too; *.py files always do.")
+@click.option("-x", "--watch-exclude", multiple=True, metavar="PATTERN",
+              help="With --watch: files matching PATTERN (e.g. 'migrations/*') never "
+                   "trigger a reload.")
 @click.option("--pid-file", type=click.Path(dir_okay=False), metavar="FILE",
               help="Write the supervisor's pid to FILE; refuse to start (exit 4) if it "
                    "names a running process.")
 @click.option("--log-file", type=click.Path(dir_okay=False), metavar="FILE",
               help="Append logs to FILE instead of stderr.")
+@click.option("--skip-logging", is_flag=True,
+              help="Do not configure logging (no handler, no level): leave it to the "
+                   "modules' own code.")
 @click.option("-v", "--verbose", is_flag=True, help="Log at DEBUG level (a line per task).")
-@click.option("--shutdown-timeout", type=click.IntRange(min=0), default=600000,
-              show_default=True, metavar="MS",
+@click.option("--shutdown-timeout", "--worker-shutdown-timeout", "shutdown_timeout",
+              type=click.IntRange(min=0), default=600000, show_default=True, metavar="MS",
               help="On SIGTERM/SIGINT, how long running tasks may take to finish.")
+@click.option("-f", "--fork-function", "forks", multiple=True, metavar="MODULE:FUNCTION",
+              help="Run FUNCTION in a process of its own beside the worker processes "
+                   "(repeatable); it gets SIGTERM when the pool stops.")
+@click.option("--worker-fork-timeout", type=click.FloatRange(min=10, max=1_800_000),
+              default=30000, show_default=True, metavar="MS",
+              help="How long to wait for the worker processes to be ready before starting "
+                   "the --fork-function processes anyway.")
 @click.option("--max-tasks-per-child", type=click.IntRange(min=1), default=None, metavar="N",
               help="Replace a worker process after it ran N tasks (caps memory leaks).")
 @click.option("--hard-time-limit", is_flag=True,
@@ -97,12 +134,15 @@ def _default_processes() -> int:
 @click.option("--prefetch", type=click.IntRange(min=1), default=None, metavar="N",
               help="Messages each process claims ahead.  [default: 4 x threads]")
 @broker_option
+@click.version_option(__version__, "--version", prog_name="liteq")
 def worker_command(modules: tuple[str, ...], processes: int | None, threads: int,
                    queues: tuple[str, ...], paths: tuple[str, ...], watch: tuple[str, ...],
-                   pid_file: str | None, log_file: str | None, verbose: bool,
-                   shutdown_timeout: int, max_tasks_per_child: int | None,
-                   hard_time_limit: bool, use_spawn: bool, prefetch: int | None,
-                   broker_url: str | None) -> None:
+                   watch_use_polling: bool, watch_include: tuple[str, ...],
+                   watch_exclude: tuple[str, ...], pid_file: str | None,
+                   log_file: str | None, skip_logging: bool, verbose: bool,
+                   shutdown_timeout: int, forks: tuple[str, ...], worker_fork_timeout: float,
+                   max_tasks_per_child: int | None, hard_time_limit: bool, use_spawn: bool,
+                   prefetch: int | None, broker_url: str | None) -> None:
     """Run a pool of worker processes for the actors of MODULE.
 
     \b
@@ -115,9 +155,14 @@ def worker_command(modules: tuple[str, ...], processes: int | None, threads: int
     \b
     Examples:
       liteq worker tasks
-      liteq worker tasks -p 4 -t 16 -Q emails -Q reports
+      liteq worker tasks -p 4 -t 16 -Q emails reports
       liteq worker myapp.tasks:broker --watch myapp     (reload on changes)
+      liteq worker tasks -f myapp.metrics:serve         (a fork process)
       LITEQ_BROKER_URL=sqlite:////var/lib/app/jobs.db liteq worker tasks
+
+    \b
+    The modules come first: after -Q/--queues (or -P/--path) every word up
+    to the next option is a queue (a path), as in Dramatiq.
 
     \b
     Signals: SIGTERM or Ctrl-C stop claiming, return prefetched messages and
@@ -130,12 +175,15 @@ def worker_command(modules: tuple[str, ...], processes: int | None, threads: int
     from .pool import run_pool
     from .pool_config import PoolConfig
 
+    _check_worker_options(watch, watch_use_polling or watch_include or watch_exclude,
+                          skip_logging, log_file, forks)
     if broker_url:
         os.environ["LITEQ_BROKER_URL"] = broker_url
-    try:
-        setup_logging(verbose, log_file)
-    except OSError as e:
-        fail(f"cannot open the log file {log_file}: {e.strerror}", EXIT_USAGE)
+    if not skip_logging:
+        try:
+            setup_logging(verbose, log_file)
+        except OSError as e:
+            fail(f"cannot open the log file {log_file}: {e.strerror}", EXIT_USAGE)
     import multiprocessing
 
     spawn = use_spawn or sys.platform in ("darwin", "win32") or \
@@ -147,6 +195,9 @@ def worker_command(modules: tuple[str, ...], processes: int | None, threads: int
         prefetch=prefetch, shutdown_timeout=shutdown_timeout,
         max_tasks_per_child=max_tasks_per_child, hard_time_limit=hard_time_limit,
         use_spawn=spawn, verbose=verbose, log_file=log_file, watch=list(watch),
+        watch_polling=watch_use_polling, watch_include=list(watch_include),
+        watch_exclude=list(watch_exclude), skip_logging=skip_logging, forks=list(forks),
+        fork_timeout=worker_fork_timeout,
     )
     if broker_url:
         import logging

@@ -14,7 +14,7 @@ import importlib
 import os
 import sys
 import traceback
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from .broker import Broker, get_broker, set_broker
 from .errors import BrokerConnectionError, BrokerFailed, DatabaseError, ImportFailed
@@ -103,3 +103,20 @@ def import_broker(specs: Iterable[str], paths: Iterable[str] = ()) -> Broker:
         return get_broker()
     except (DatabaseError, BrokerConnectionError) as e:
         raise BrokerFailed(str(e)) from e
+
+
+def import_function(spec: str, paths: Iterable[str] = ()) -> Callable[[], object]:
+    """The function ``MODULE:FUNCTION`` names (``--fork-function``); or :class:`ImportFailed`."""
+    prepend_paths(paths)
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise ImportFailed(f"invalid function name {spec!r}: expected MODULE:FUNCTION")
+    target: object = _import(module_name)
+    for part in attr.split("."):
+        try:
+            target = getattr(target, part)
+        except AttributeError:
+            raise ImportFailed(f"module {module_name!r} has no attribute {attr!r}") from None
+    if not callable(target):
+        raise ImportFailed(f"{spec} is not a function")
+    return target

@@ -23,6 +23,8 @@ The supervisor never imports the task modules; each worker process does
   being acknowledged" — the same path as a message that crashes its worker.
   (Retries' ``max_retries`` and backoff do not apply to it: the child cannot run
   middleware while stuck, and the supervisor does not import the actors.)
+* ``--fork-function`` functions and middleware ``forks`` run in fork processes of
+  their own beside the children (:mod:`liteq.forks`).
 
 Signals: SIGTERM or SIGINT make the supervisor send SIGTERM to every child, which
 stops claiming, returns prefetched messages, lets running ones finish within the
@@ -49,6 +51,7 @@ from typing import Any
 from .board import RunningBoard
 from .child import child_main
 from .errors import PidFileError
+from .forks import Forks
 from .hard_limit import HARD_LIMIT_CHECK, check_deadlines
 from .pidfile import remove_pid_file, write_pid_file
 from .pool_config import (
@@ -109,6 +112,7 @@ class Supervisor:
         self._reported: set[str] = set()
         self._wake_r = self._wake_w = -1
         self._watcher: Watcher | None = None
+        self.forks = Forks(self.context, config)
 
     # -- starting children ------------------------------------------------------------
     def _start(self, slot: int) -> None:
@@ -164,6 +168,7 @@ class Supervisor:
         for child in self.children.values():
             child.expected = "reload"
             self._signal(child, signal.SIGTERM)
+        self.forks.reload()
         self.restarts.clear()
         # Slots whose child was waiting for a restart come back with the new code now.
         for slot in range(self.config.processes):
@@ -178,8 +183,10 @@ class Supervisor:
         for child in self.children.values():
             child.expected = "stop"
             self._signal(child, signal.SIGTERM)
+        self.forks.signal(signal.SIGTERM)
 
     def _kill_all(self) -> int:
+        self.forks.kill()
         for child in self.children.values():
             self._signal(child, signal.SIGKILL)
         for child in list(self.children.values()):
@@ -236,6 +243,8 @@ class Supervisor:
                             and len(self.children) == self.config.processes:
                         self.booting = False
                         logger.info("all %d worker processes are ready", self.config.processes)
+                elif kind == "forks":
+                    self.forks.add(data[0])
                 elif kind == "error":
                     child.error = (data[0], data[1])
         except (EOFError, OSError):
@@ -317,13 +326,17 @@ class Supervisor:
                     config.processes, config.threads,
                     "spawn" if config.use_spawn else "fork", " ".join(config.modules))
         try:
+            self.forks.arm()
             for slot in range(config.processes):
                 self._start(slot)
             if config.watch:
-                self._watcher = Watcher(config.watch)
+                self._watcher = Watcher(config.watch, include=config.watch_include,
+                                        exclude=config.watch_exclude,
+                                        use_polling=config.watch_polling)
                 self._watcher.start()
             return self._loop()
         finally:
+            self.forks.kill()
             if self._watcher is not None:
                 self._watcher.stopped.set()
             signal.set_wakeup_fd(-1)
@@ -341,7 +354,8 @@ class Supervisor:
                 if when <= now and not self.stopping:
                     del self.restarts[slot]
                     self._start(slot)
-            if self.stopping and not self.children:
+            self.forks.start_when_due(now, self.booting, self.stopping)
+            if self.stopping and not self.children and self.forks.stopped(now):
                 return self.exit_code
             if self.stopping and now > self.stop_deadline:
                 logger.error("worker processes did not stop within the shutdown timeout; "
@@ -359,8 +373,11 @@ class Supervisor:
             if self.stopping:
                 remaining = max(0.0, self.stop_deadline - now)
                 timeout = remaining if timeout is None else min(timeout, remaining)
+            forks_due = self.forks.wake_in(now)
+            if forks_due is not None:
+                timeout = forks_due if timeout is None else min(timeout, forks_due)
 
-            waitables: list[Any] = [self._wake_r]
+            waitables: list[Any] = [self._wake_r, *self.forks.sentinels()]
             by_object: dict[Any, _Child] = {}
             for child in self.children.values():
                 waitables += [child.process.sentinel, child.conn]
@@ -383,6 +400,9 @@ class Supervisor:
             for child in list(self.children.values()):
                 if child.process.exitcode is not None or not child.process.is_alive():
                     self._reap(child)
+            fatal = self.forks.reap(self.stopping)
+            if fatal is not None and not self.stopping:
+                self._give_up(EXIT_IMPORT, fatal)
 
 
 def run_pool(config: PoolConfig, pid_file: str | None = None) -> tuple[int, str | None]:

@@ -30,4 +30,13 @@ class PoolConfig:
     verbose: bool = False
     log_file: str | None = None
     watch: list[str] = dataclasses.field(default_factory=list)
+    watch_polling: bool = False
+    watch_include: list[str] = dataclasses.field(default_factory=list)
+    watch_exclude: list[str] = dataclasses.field(default_factory=list)
+    #: Leave logging alone in every process (the modules configure it).
+    skip_logging: bool = False
+    #: ``module:function`` paths run in fork processes of their own (:mod:`liteq.forks`).
+    forks: list[str] = dataclasses.field(default_factory=list)
+    #: How long (ms) fork processes wait for the worker processes to be ready.
+    fork_timeout: float = 30000
     worker_timeout: int = 1000
