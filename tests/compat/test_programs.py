@@ -225,17 +225,16 @@ class Engine:
 
     def start(self, *modules: str, threads: int = 8, shutdown_timeout: int | None = None,
               extra_env: dict[str, str] | None = None, argv: list[str] | None = None):
-        """A worker with one process (``argv``: exactly these options instead)."""
-        args = ["-p", "1", "-t", str(threads)] if argv is None else list(argv)
+        """A worker with one process, started with the same options (Dramatiq's spelling)
+        under both engines (``argv``: exactly these options instead)."""
+        args = ["--processes", "1", "--threads", str(threads)] if argv is None else list(argv)
+        if shutdown_timeout is not None:
+            args += ["--worker-shutdown-timeout", str(shutdown_timeout)]
         env = dict(self.env, **(extra_env or {}))
         if self.copy is None:
-            if shutdown_timeout is not None:
-                args += ["--shutdown-timeout", str(shutdown_timeout)]
             worker = self.pools("--path", str(PROGRAMS), *args, modules=modules,
                                 extra_env=env)
         else:
-            if shutdown_timeout is not None:
-                args += ["--worker-shutdown-timeout", str(shutdown_timeout)]
             worker = DramatiqWorker(self.tmp_path, env, self.copy, modules, args)
             self.started.append(worker)
         until(worker, lambda: self.ready in worker.output())
