@@ -28,8 +28,6 @@ import psutil
 import pytest
 from helpers import wait_for
 
-import liteq
-import liteq.cli as liteq_cli
 from liteq.store import SqliteBroker
 
 PROGRAMS = Path(__file__).parent / "programs"
@@ -515,9 +513,6 @@ def test_actors_spread_over_several_modules_all_run(tmp_path, out, program_env, 
     stop(pool)
 
 
-@pytest.mark.xfail("--worker-shutdown-timeout" not in {
-    o for p in liteq_cli.worker_command.params for o in p.opts}, strict=True,
-    reason="liteq worker lacks Dramatiq's flag spellings")
 def test_dramatiq_command_line_runs_the_shop(tmp_path, out, program_env, worker):
     # Dramatiq's spelling: several queues after one --queues, long option names (the
     # combined run under Dramatiq below uses them too).
@@ -550,8 +545,6 @@ def test_callbacks_retries_and_the_current_message(tmp_path, out, program_env, w
     stop(pool)
 
 
-@pytest.mark.xfail(not hasattr(liteq, "GenericActor"), strict=True,
-                   reason="liteq.GenericActor is not there yet (Dramatiq's class-based actors)")
 def test_generic_actors_from_an_abstract_base(tmp_path, out, program_env, worker):
     pool = worker("generic")
     produce(program_env, tmp_path, "generic.py")
@@ -560,8 +553,6 @@ def test_generic_actors_from_an_abstract_base(tmp_path, out, program_env, worker
     stop(pool)
 
 
-@pytest.mark.xfail(not hasattr(liteq, "get_logger"), strict=True,
-                   reason="liteq.get_logger is not there yet (Dramatiq's dramatiq.get_logger)")
 def test_get_logger_names_match_dramatiq(tmp_path, out, program_env, worker):
     pool = worker("audit")
     produce(program_env, tmp_path, "audit.py", "7", "500")
