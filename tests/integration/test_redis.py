@@ -139,6 +139,21 @@ def test_enqueue_many_and_a_worker_over_two_queues(broker):
 
 # -- delays, dead letters, failures ---------------------------------------------------------
 
+def test_a_worker_consumes_a_queue_declared_after_it_started(broker):
+    """Dramatiq's testing style: the worker starts before the actors exist; the consumer's
+    queue list (read by every Lua call) grows with each declared queue."""
+    ran = []
+    with running_worker(broker, worker_threads=1):
+        @liteq.actor(broker=broker, queue_name="later")
+        def later(x):
+            ran.append(x)
+
+        later.send(7)
+        later.send_with_options(args=(8,), delay=50)
+        wait_for(lambda: sorted(ran) == [7, 8], timeout=20)
+        broker.join("later", timeout=20000)
+
+
 def test_a_delayed_message_runs_after_its_eta_and_keeps_its_identity(broker):
     ran = {}
 
