@@ -4,9 +4,10 @@ The layout (core, ``brokers/``, ``process/``, ``ops/``) and which folder may imp
 are described in ARCHITECTURE.md at the repository root.
 """
 
-import warnings
+
 from typing import Any
 
+from . import errors as _errors
 from .actor import Actor, actor
 from .broker import Broker, Consumer, MessageProxy, get_broker, set_broker
 from .brokers.registry import broker_from_url
@@ -54,12 +55,7 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    """``liteq.ConnectionError``: Dramatiq's deprecated name of ``BrokerConnectionError``."""
+    """``liteq.ConnectionError``: Dramatiq's deprecated name, as in :mod:`liteq.errors`."""
     if name == "ConnectionError":
-        warnings.warn(
-            "ConnectionError is a deprecated name of BrokerConnectionError; use that instead",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return BrokerConnectionError
+        return _errors.__getattr__(name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

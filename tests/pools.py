@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import psutil
@@ -74,16 +75,21 @@ class Pool:
             pids = [c.pid for c in self.ps.children(recursive=True)]
         except psutil.NoSuchProcess:
             pids = []
-        for pid in [self.proc.pid, *pids, *self.seen_children]:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            pass
+        kill_processes([self.proc.pid, *pids, *self.seen_children], self.proc)
         self.log.close()
+
+
+def kill_processes(pids: Iterable[int], proc: subprocess.Popen) -> None:
+    """SIGKILL ``pids`` (by PID; gone ones are skipped) and reap ``proc``."""
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        pass
 
 
 def open_broker(tmp_path: Path) -> SqliteBroker:

@@ -25,6 +25,7 @@ import apsw
 import psutil
 import pytest
 from helpers import wait_for
+from pools import kill_processes
 
 import liteq
 from liteq.errors import DatabaseFull, SchemaClash
@@ -75,15 +76,7 @@ class WorkerProcess:
     def kill(self) -> None:
         """SIGKILL the supervisor and every child seen (by PID)."""
         self.alive()
-        for pid in self.pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            pass
+        kill_processes(self.pids, self.proc)
         self.out.close()
         self.err.close()
 

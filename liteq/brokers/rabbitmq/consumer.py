@@ -105,6 +105,10 @@ class RabbitmqConsumer(BatchConsumer):
             self.broker.logger.warning(
                 "lost the consumer connection to RabbitMQ at %s: %s; reconnecting",
                 self.broker.location, self.broker._scrub(reason(error)))
+        self._drop()
+
+    def _drop(self) -> None:
+        """Close the connection and forget what was received on it."""
         connection, self._connection, self._channel = self._connection, None, None
         if connection is not None:
             close_quietly(connection)
@@ -373,12 +377,6 @@ class RabbitmqConsumer(BatchConsumer):
     def close(self) -> None:
         """Close the connection; RabbitMQ requeues whatever was not acknowledged."""
         self._closed = True
-        connection, self._connection, self._channel = self._connection, None, None
-        if connection is not None:
-            close_quietly(connection)
-        self._ready.clear()
-        self._delayed.clear()
-        self._unsettled.clear()
-        self.inflight.clear()
+        self._drop()
         self._disconnected.set()
         self.broker._consumers.discard(self)

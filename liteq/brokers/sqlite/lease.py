@@ -147,11 +147,7 @@ class SqliteConsumer(BatchConsumer):
             return []
         trip = self.db.write(self._round_trip, done, want if claim else 0)
         if done:
-            pop = self.held.pop
-            for proxy in done:
-                pop(proxy.handle[0], None)
-            if self._solo is not None and self._solo not in self.held:
-                self._solo = None
+            self._forget([proxy.handle[0] for proxy in done])
         if trip.renewed is not None:
             self._renewed(trip.renewed, trip.now_ms)
         if done:
@@ -293,10 +289,12 @@ class SqliteConsumer(BatchConsumer):
             lease_log.leases([p for i, p in self.held.items() if i in kept],
                              now_ms + self.lease_ms)
 
-    def _forget(self, row_id: int) -> None:
-        """This consumer no longer holds row ``row_id`` (settled or handed back)."""
-        self.held.pop(row_id, None)
-        if row_id == self._solo:
+    def _forget(self, row_ids: list[int]) -> None:
+        """This consumer no longer holds rows ``row_ids`` (settled or handed back)."""
+        pop = self.held.pop
+        for row_id in row_ids:
+            pop(row_id, None)
+        if self._solo is not None and self._solo not in self.held:
             self._solo = None
 
     def _dead_letter_row(self, conn: apsw.Connection, mark: int, row_id: int, name: str,
@@ -368,8 +366,7 @@ class SqliteConsumer(BatchConsumer):
                 self.db.write(return_unstarted, params)
             finally:
                 # Given back or not, no longer renewed: if the write failed they lapse.
-                for row_id, _ in params:
-                    self._forget(row_id)
+                self._forget([row_id for row_id, _ in params])
 
     def close(self) -> None:
         """Leave the worker registry and release the wake-up resources."""
