@@ -135,11 +135,22 @@ class Worker:
             self._own_loop.start(timeout=10)
             set_event_loop_thread(self._own_loop)
 
-    def describe(self) -> tuple[int, list[str], int, int, dict[str, Any]]:
-        """(threads, actors running now, processed, failed, recent activity)."""
-        running = [m.actor_name for t in self.threads if (m := t.current) is not None]
-        return (self.worker_threads, running, self.processed, self.failed,
-                self.activity.snapshot())
+    def describe(self) -> dict[str, Any]:
+        """What the worker registry publishes about this worker (see
+        :meth:`liteq.brokers.inspect.Inspector.workers`): ``threads``, ``running``
+        (actor names), ``running_queues`` ({queue: threads running one of its
+        messages}), ``processed``, ``succeeded``, ``failed`` and ``activity``."""
+        running: list[str] = []
+        running_queues: dict[str, int] = {}
+        for t in self.threads:
+            message = t.current
+            if message is not None:
+                running.append(message.actor_name)
+                running_queues[message.queue_name] = running_queues.get(message.queue_name, 0) + 1
+        return {"threads": self.worker_threads, "running": running,
+                "running_queues": running_queues, "processed": self.processed,
+                "succeeded": self.processed - self.failed, "failed": self.failed,
+                "activity": self.activity.snapshot()}
 
     def pause(self) -> None:
         """Stop claiming new messages; running ones go on."""

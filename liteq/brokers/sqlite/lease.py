@@ -105,10 +105,8 @@ class SqliteConsumer(BatchConsumer):
         self._beat_at = 0.0
         self._hold_until = 0.0
         self.started_at = current_millis()
-        #: Returns (threads, running actor names, processed, failed, activity) for the
-        #: worker registry.
-        self.describe: Callable[[], tuple[int, list[str], int, int, dict[str, Any]]] = (
-            lambda: (0, [], 0, 0, {}))
+        #: What the worker registry publishes (``Worker.describe``); set by the worker.
+        self.describe: Callable[[], dict[str, Any]] = dict
         self.waiter = Waiter(broker.path, self._changed)
 
     # -- waiting --------------------------------------------------------------------
@@ -266,11 +264,12 @@ class SqliteConsumer(BatchConsumer):
                 self._dirty = True
             self._reap_at = now + min(self.lease_ms / 3000, 5.0)
         if now >= self._beat_at:
-            threads, running, processed, failed, activity = self.describe()
+            info = self.describe()
             conn.execute(q.HEARTBEAT, (
-                self.owner, os.getpid(), HOST, json.dumps(self.queue_names), threads,
-                self.started_at, now_ms, json.dumps(running), processed, failed,
-                json.dumps(activity),
+                self.owner, os.getpid(), HOST, json.dumps(self.queue_names),
+                info.get("threads", 0), self.started_at, now_ms,
+                json.dumps(info.get("running", [])), info.get("processed", 0),
+                info.get("failed", 0), json.dumps(info.get("activity", {})),
             ))
             self._beat_at = now + HEARTBEAT_INTERVAL
         if now >= self._expire_at:
