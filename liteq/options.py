@@ -185,6 +185,8 @@ def resolve(name: str, message: Mapping[str, Any], actor: Mapping[str, Any] = NO
 
     Options not in the table (a custom middleware's) resolve with ``Rule.GET``.
     """
+    if name not in message and name not in actor:  # the common case, on the hot path
+        return default
     rule = _RULES.get(name, _GET)
     if rule is _OR:
         return message.get(name) or actor.get(name, default)

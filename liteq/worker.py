@@ -452,7 +452,15 @@ class WorkerThread(threading.Thread):
                 raise ActorNotFound(
                     f"actor {proxy._message.actor_name!r} is not declared in this worker"
                 )
-            broker.emit_before("process_message", proxy)
+            # emit_before's rule (MiddlewareError propagates, others are logged), inlined
+            # like the after hooks below: the generic call costs ~0.3 µs per message.
+            for hook in broker._hooks["before_process_message"]:
+                try:
+                    hook(broker, proxy)
+                except MiddlewareError:
+                    raise
+                except Exception:
+                    logger.critical("before_process_message hook failed", exc_info=True)
             message = proxy._message
             started = perf_counter()
             if actor.is_async:
