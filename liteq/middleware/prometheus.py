@@ -20,10 +20,18 @@ endpoint (:mod:`liteq.process.metrics`). Needs ``pip install 'liteq[prometheus]'
 Both gauges sum live processes only (``livesum``): a dead process's in-progress
 messages do not linger. Used outside ``liteq worker --prometheus`` (no multiprocess
 directory), the metrics live in this process, in :attr:`Prometheus.registry`.
+
+Cost: a hook only adds to plain numbers of its own thread; a flusher thread writes them
+to the metrics every :data:`FLUSH_INTERVAL` seconds (and at worker shutdown). Writing
+each message through ``prometheus_client`` (five memory-mapped writes under one
+process-wide lock, fought over by every worker thread) cut a no-op drain by a third.
+A process killed outright loses at most its last interval's figures.
 """
 
 from __future__ import annotations
 
+import bisect
+import os
 import threading
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
@@ -41,6 +49,14 @@ DURATION_BUCKETS = (5, 10, 25, 50, 75, 100, 250, 500, 750, 1000, 2500, 5000, 750
 
 LABELS = ("queue_name", "actor_name")
 INSTALL_HINT = "pip install 'liteq[prometheus]'"
+#: Seconds between two writes of the threads' figures to the metrics.
+FLUSH_INTERVAL = 0.5
+
+# The slots of a series' figures in a thread's tally (then one per duration bucket).
+FINISHED, ERRORS, RETRIES, REJECTS, STARTED, ENDED, DELAYED_IN, DELAYED_OUT, \
+    DURATION_SUM = range(9)
+BUCKET0 = 9
+WIDTH = BUCKET0 + len(DURATION_BUCKETS)
 
 
 def import_prometheus_client() -> Any:
@@ -52,10 +68,39 @@ def import_prometheus_client() -> Any:
     return prometheus_client
 
 
-class _Series:
-    """The metrics of one (queue, actor) pair, looked up once instead of per message."""
+class _Tally:
+    """One thread's figures per (queue, actor); only that thread writes them."""
 
-    __slots__ = ("total", "errors", "retries", "rejects", "inprogress", "delayed", "duration")
+    __slots__ = ("thread", "series", "started")
+
+    def __init__(self) -> None:
+        self.thread = threading.current_thread()
+        self.series: dict[tuple[str, str], list[float]] = {}
+        #: (message id, perf_counter) of the message this thread is running.
+        self.started: tuple[str, float] | None = None
+
+    def row(self, message: Any) -> list[float]:
+        key = (message.queue_name, message.actor_name)
+        row = self.series.get(key)
+        if row is None:
+            row = self.series[key] = [0.0] * WIDTH
+        return row
+
+
+def _add(into: dict[tuple[str, str], list[float]],
+         rows: dict[tuple[str, str], list[float]]) -> None:
+    """Add each row of ``rows`` to the row of the same key in ``into``."""
+    for key, row in rows.items():
+        total = into.get(key)
+        into[key] = list(row) if total is None else [
+            a + b for a, b in zip(total, row, strict=True)]
+
+
+class _Series:
+    """The metrics of one (queue, actor) pair and the figures already written to them."""
+
+    __slots__ = ("total", "errors", "retries", "rejects", "inprogress", "delayed", "duration",
+                 "written")
 
     def __init__(self, metrics: Prometheus, labels: tuple[str, str]) -> None:
         self.total = metrics.total_messages.labels(*labels)
@@ -65,6 +110,26 @@ class _Series:
         self.inprogress = metrics.inprogress_messages.labels(*labels)
         self.delayed = metrics.inprogress_delayed_messages.labels(*labels)
         self.duration = metrics.message_durations.labels(*labels)
+        self.written = [0.0] * WIDTH
+
+    def write(self, figures: list[float]) -> None:
+        """Bring the metrics to ``figures`` (the sums over every thread's tally)."""
+        delta = [now - before for now, before in zip(figures, self.written, strict=True)]
+        self.written = figures
+        for counter, slot in ((self.total, FINISHED), (self.errors, ERRORS),
+                              (self.retries, RETRIES), (self.rejects, REJECTS)):
+            if delta[slot]:
+                counter.inc(delta[slot])
+        if delta[STARTED] or delta[ENDED]:
+            self.inprogress.set(figures[STARTED] - figures[ENDED])
+        if delta[DELAYED_IN] or delta[DELAYED_OUT]:
+            self.delayed.set(figures[DELAYED_IN] - figures[DELAYED_OUT])
+        # Histogram.observe() takes one value at a time; its sum and buckets take many.
+        if delta[DURATION_SUM]:
+            self.duration._sum.inc(delta[DURATION_SUM])
+        for i, count in enumerate(delta[BUCKET0:]):
+            if count:
+                self.duration._buckets[i].inc(count)
 
 
 class Prometheus(Middleware):
@@ -98,53 +163,102 @@ class Prometheus(Middleware):
             "dramatiq_message_duration_milliseconds", "How long attempts ran.", LABELS,
             buckets=DURATION_BUCKETS, registry=self.registry)
         self._series: dict[tuple[str, str], _Series] = {}
+        self._tallies: list[_Tally] = []
+        self._retired: dict[tuple[str, str], list[float]] = {}
         self._delayed: set[str] = set()
         self._local = threading.local()
+        self._lock = threading.Lock()  # the tallies list and the writes
+        self._flusher: tuple[int, threading.Thread] | None = None
+        self._stop = threading.Event()
 
-    def _get(self, message: Any) -> _Series:
-        labels = (message.queue_name, message.actor_name)
-        series = self._series.get(labels)
-        if series is None:
-            series = self._series[labels] = _Series(self, labels)
-        return series
+    # -- bookkeeping ----------------------------------------------------------------------
+    def _tally(self) -> _Tally:
+        """This thread's tally (made and registered on its first use)."""
+        try:
+            tally: _Tally = self._local.tally
+            return tally
+        except AttributeError:
+            pass
+        tally = self._local.tally = _Tally()
+        with self._lock:
+            self._tallies.append(tally)
+            flusher = self._flusher
+            if flusher is None or flusher[0] != os.getpid() or not flusher[1].is_alive():
+                thread = threading.Thread(target=self._flush_loop, name="liteq-prometheus",
+                                          daemon=True)
+                self._flusher = (os.getpid(), thread)
+                thread.start()
+        return tally
 
+    def _flush_loop(self) -> None:
+        while not self._stop.wait(FLUSH_INTERVAL):
+            self.flush()
+
+    def flush(self) -> None:
+        """Write every thread's figures to the metrics now."""
+        with self._lock:
+            # The tallies of threads that ended are final: fold them into _retired.
+            for tally in [t for t in self._tallies if not t.thread.is_alive()]:
+                self._tallies.remove(tally)
+                _add(self._retired, tally.series)
+            totals = {key: list(row) for key, row in self._retired.items()}
+            for tally in self._tallies:
+                # Snapshots (list() of a list is atomic): its thread may go on meanwhile.
+                _add(totals, {key: list(row) for key, row in list(tally.series.items())})
+            for key, figures in totals.items():
+                series = self._series.get(key)
+                if series is None:
+                    series = self._series[key] = _Series(self, key)
+                series.write(figures)
+
+    # -- hooks ----------------------------------------------------------------------------
     def after_declare_actor(self, broker: Broker, actor: Any) -> None:
         # Every actor's series exist from the start, at 0, rather than from its first message.
-        self._get(actor)
+        key = (actor.queue_name, actor.actor_name)
+        with self._lock:
+            if key not in self._series:
+                self._series[key] = _Series(self, key)
 
     def after_enqueue(self, broker: Broker, message: Any, delay: int | None) -> None:
         if "retries" in message.options:
-            self._get(message).retries.inc()
+            self._tally().row(message)[RETRIES] += 1
 
     def after_nack(self, broker: Broker, message: Any) -> None:
-        self._get(message).rejects.inc()
+        self._tally().row(message)[REJECTS] += 1
 
     def before_delay_message(self, broker: Broker, message: Any) -> None:
         self._delayed.add(message.message_id)
-        self._get(message).delayed.inc()
+        self._tally().row(message)[DELAYED_IN] += 1
 
     def before_process_message(self, broker: Broker, message: Any) -> None:
-        series = self._get(message)
+        tally = self._tally()
+        row = tally.row(message)
         if self._delayed and message.message_id in self._delayed:
             self._delayed.discard(message.message_id)
-            series.delayed.dec()
-        series.inprogress.inc()
-        self._local.started = (message.message_id, perf_counter())
+            row[DELAYED_OUT] += 1
+        row[STARTED] += 1
+        tally.started = (message.message_id, perf_counter())
 
     def after_process_message(
         self, broker: Broker, message: Any, *, result: Any = None,
         exception: BaseException | None = None,
     ) -> None:
-        series = self._get(message)
-        started = getattr(self._local, "started", None)
+        tally = self._tally()
+        row = tally.row(message)
+        started = tally.started
         # A message skipped by an earlier middleware's before hook never started here.
         if started is not None and started[0] == message.message_id:
-            self._local.started = None
-            series.duration.observe((perf_counter() - started[1]) * 1000)
-            series.inprogress.dec()
-        series.total.inc()
+            tally.started = None
+            elapsed = (perf_counter() - started[1]) * 1000
+            row[ENDED] += 1
+            row[DURATION_SUM] += elapsed
+            row[BUCKET0 + bisect.bisect_left(DURATION_BUCKETS, elapsed)] += 1
+        row[FINISHED] += 1
         if exception is not None:
-            series.errors.inc()
+            row[ERRORS] += 1
 
     def after_skip_message(self, broker: Broker, message: Any) -> None:
         self.after_process_message(broker, message)
+
+    def after_worker_shutdown(self, broker: Broker, worker: Any) -> None:
+        self.flush()

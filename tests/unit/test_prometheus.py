@@ -26,7 +26,7 @@ from liteq.middleware import Middleware, Retries
 prometheus_client = pytest.importorskip("prometheus_client")
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
-from liteq.middleware.prometheus import Prometheus  # noqa: E402
+from liteq.middleware.prometheus import DURATION_BUCKETS, Prometheus  # noqa: E402
 from liteq.process import metrics  # noqa: E402
 
 
@@ -37,6 +37,8 @@ def make_broker(*extra: Middleware) -> tuple[StubBroker, Prometheus]:
 
 
 def value(prometheus: Prometheus, name: str, actor: str) -> float | None:
+    """A sample after the threads' figures were written (the flusher does it every 0.5 s)."""
+    prometheus.flush()
     return prometheus.registry.get_sample_value(
         name, {"queue_name": "default", "actor_name": actor})
 
@@ -169,6 +171,76 @@ def test_names_types_labels_buckets_and_modes_are_dramatiqs(tmp_path) -> None:
             assert list(metric._upper_bounds) == bounds
     assert ours.inprogress_messages._multiprocess_mode == "livesum"
     assert ours.inprogress_delayed_messages._multiprocess_mode == "livesum"
+
+
+def test_batched_durations_fill_the_buckets_as_observe_would(monkeypatch) -> None:
+    """The flusher adds many observations at once through the histogram's sum and
+    buckets; the result must be what observe() gives one value at a time."""
+    broker, prometheus = make_broker()
+
+    @liteq.actor(broker=broker)
+    def timed() -> None:
+        pass
+
+    message = timed.message()
+    durations = [0.0, 4.9, 5.0, 7, 99, 100, 101, 2500, 61000, 10**7]
+    clock = iter(x for d in durations for x in (0.0, d / 1000))
+    reference = prometheus_client.Histogram(
+        "reference", "observe() one at a time", buckets=DURATION_BUCKETS,
+        registry=prometheus_client.CollectorRegistry())
+    monkeypatch.setattr("liteq.middleware.prometheus.perf_counter", lambda: next(clock))
+    for d in durations:
+        prometheus.before_process_message(broker, message)
+        prometheus.after_process_message(broker, message)
+        reference.observe(d)
+    monkeypatch.undo()
+    prometheus.flush()
+    ours = {s.labels["le"]: s.value for m in prometheus.message_durations.collect()
+            for s in m.samples if s.name.endswith("_bucket")}
+    theirs = {s.labels["le"]: s.value for m in reference.collect()
+              for s in m.samples if s.name.endswith("_bucket")}
+    assert ours == theirs
+    assert value(prometheus, "dramatiq_message_duration_milliseconds_sum", "timed") == \
+        pytest.approx(sum(durations))
+
+
+def test_figures_of_threads_that_ended_stay_counted() -> None:
+    broker, prometheus = make_broker()
+
+    @liteq.actor(broker=broker)
+    def short() -> None:
+        pass
+
+    def run(count: int) -> None:
+        for _ in range(count):
+            message = short.message()
+            prometheus.before_process_message(broker, message)
+            prometheus.after_process_message(broker, message, exception=ValueError())
+
+    for count in (3, 4):
+        thread = threading.Thread(target=run, args=(count,))
+        thread.start()
+        thread.join()
+        assert value(prometheus, "dramatiq_messages_total", "short") in (3, 7)
+    assert value(prometheus, "dramatiq_messages_total", "short") == 7
+    assert value(prometheus, "dramatiq_message_errors_total", "short") == 7
+    assert value(prometheus, "dramatiq_messages_inprogress", "short") == 0
+    assert prometheus._tallies == []  # folded into the retired figures
+
+
+def test_the_flusher_writes_without_being_asked() -> None:
+    broker, prometheus = make_broker()
+
+    @liteq.actor(broker=broker)
+    def noticed() -> None:
+        pass
+
+    noticed.send()
+    with running_worker(broker, worker_threads=1):
+        broker.join("default", timeout=10000)
+        wait_for(lambda: prometheus.registry.get_sample_value(
+            "dramatiq_messages_total", {"queue_name": "default", "actor_name": "noticed"}) == 1,
+            timeout=5)
 
 
 # -- the supervisor's endpoint ------------------------------------------------------------
