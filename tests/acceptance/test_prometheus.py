@@ -207,6 +207,32 @@ def test_queue_depths_are_gauges_read_at_scrape_time(tmp_path):
         pool.kill()
 
 
+def test_a_broker_with_its_own_prometheus_middleware(tmp_path):
+    """A program that adds the middleware itself (as with Dramatiq) is told to use the
+    flag; with the flag its own instance records, and no second one is added."""
+    env = prom_env(tmp_path, f"sqlite:///{tmp_path / 'q.db'}", LITEQ_TEST_OWN_PROMETHEUS="1")
+    plain = Pool(tmp_path, env, "--processes", "1", modules=("prom_tasks",))
+    try:
+        plain.wait_ready(1)
+        assert "its metrics are served only by liteq worker --prometheus" in plain.output()
+    finally:
+        plain.kill()
+    port = free_port()
+    pool = Pool(tmp_path, env, "--processes", "1", "--prometheus", f"127.0.0.1:{port}",
+                modules=("prom_tasks",))
+    broker = SqliteBroker(str(tmp_path / "q.db"), middleware=[])
+    try:
+        pool.wait_ready(1)
+        send(broker, "succeed", 3)
+        wait_for(lambda: per_actor(scrape(port), "dramatiq_messages_total").get("succeed") == 3,
+                 timeout=30, interval=0.05)
+        assert "added twice" not in pool.output()
+        assert "served only by" not in pool.output()
+    finally:
+        broker.close()
+        pool.kill()
+
+
 def test_a_port_in_use_is_a_clear_error_and_exit_code_2(tmp_path):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
