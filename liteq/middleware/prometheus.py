@@ -23,16 +23,19 @@ directory), the metrics live in this process, in :attr:`Prometheus.registry`.
 
 Cost: a hook only adds to plain numbers of its own thread; a flusher thread writes them
 to the metrics every :data:`FLUSH_INTERVAL` seconds (and at worker shutdown). Writing
-each message through ``prometheus_client`` (five memory-mapped writes under one
-process-wide lock, fought over by every worker thread) cut a no-op drain by a third.
-A process killed outright loses at most its last interval's figures.
+each message through ``prometheus_client`` instead (five memory-mapped writes under one
+process-wide lock that every worker thread fights over) took 15 µs a message with 8
+threads, against about 1 µs so. A process killed outright loses at most its last
+interval's figures.
 """
 
 from __future__ import annotations
 
 import bisect
+import logging
 import os
 import threading
+import time
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +49,8 @@ if TYPE_CHECKING:
 #: Dramatiq's buckets of ``dramatiq_message_duration_milliseconds``.
 DURATION_BUCKETS = (5, 10, 25, 50, 75, 100, 250, 500, 750, 1000, 2500, 5000, 7500, 10000,
                     30000, 60000, 600000, 900000, float("inf"))
+
+logger = logging.getLogger("liteq.middleware.Prometheus")
 
 LABELS = ("queue_name", "actor_name")
 INSTALL_HINT = "pip install 'liteq[prometheus]'"
@@ -169,7 +174,6 @@ class Prometheus(Middleware):
         self._local = threading.local()
         self._lock = threading.Lock()  # the tallies list and the writes
         self._flusher: tuple[int, threading.Thread] | None = None
-        self._stop = threading.Event()
 
     # -- bookkeeping ----------------------------------------------------------------------
     def _tally(self) -> _Tally:
@@ -191,8 +195,12 @@ class Prometheus(Middleware):
         return tally
 
     def _flush_loop(self) -> None:
-        while not self._stop.wait(FLUSH_INTERVAL):
-            self.flush()
+        while True:
+            time.sleep(FLUSH_INTERVAL)
+            try:
+                self.flush()
+            except Exception:  # e.g. a full disk under the metrics files: try again later
+                logger.exception("could not write the Prometheus metrics")
 
     def flush(self) -> None:
         """Write every thread's figures to the metrics now."""

@@ -67,6 +67,7 @@ class _ForkGuard:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._held = False
 
     def __enter__(self) -> None:
         if not self._lock.acquire(timeout=FORK_GUARD_WAIT):
