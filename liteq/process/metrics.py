@@ -36,6 +36,7 @@ from typing import Any
 
 from ..errors import MetricsUnavailable
 from ..middleware.prometheus import INSTALL_HINT, import_prometheus_client
+from ..urls import scrub
 
 logger = logging.getLogger("liteq.metrics")
 
@@ -169,7 +170,7 @@ class MetricsServer:
             counts: dict[str, Any] | None = inspect(info)
             return counts
         except Exception as e:  # noqa: BLE001 - a scrape still serves the counters
-            text = f"{type(e).__name__}: {e}"
+            text = scrub(f"{type(e).__name__}: {e}")
             if text not in self._reported:
                 self._reported.add(text)
                 logger.warning("metrics: cannot read the queue depths: %s", text)
