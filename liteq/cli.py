@@ -76,6 +76,24 @@ def _check_worker_options(watch: tuple[str, ...], watch_options: object, skip_lo
             fail(f"--fork-function {spec!r}: expected MODULE:FUNCTION", EXIT_USAGE)
 
 
+def _prometheus_address(value: str | None) -> tuple[str, int] | None:
+    """``--prometheus [HOST:]PORT`` as ``(host, port)``; exit 2 if bad or unusable."""
+    if value is None:
+        return None
+    import importlib.util
+
+    from .process.metrics import parse_address
+
+    try:
+        address = parse_address(value)
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
+    if importlib.util.find_spec("prometheus_client") is None:
+        fail("--prometheus needs prometheus_client: pip install 'liteq[prometheus]'",
+             EXIT_USAGE)
+    return address
+
+
 @cli.command("worker", cls=WorkerCommand)
 @click.argument("modules", nargs=-1, metavar="MODULE[:BROKER] [MODULE...]")
 @click.option("-p", "--processes", type=click.IntRange(min=1), default=None,
@@ -135,6 +153,11 @@ def _check_worker_options(watch: tuple[str, ...], watch_options: object, skip_lo
 @click.option("--prefetch", type=click.IntRange(min=1), default=None, metavar="N",
               help="Messages each process claims ahead.  [default: adaptive, about 5 ms of "
                    "work: from the thread count up to 256]")
+@click.option("--prometheus", metavar="[HOST:]PORT", default=None,
+              callback=lambda ctx, param, value: _prometheus_address(value),
+              help="Serve Prometheus metrics (Dramatiq's names, summed over the worker "
+                   "processes, plus queue depths) on http://HOST:PORT/metrics.  "
+                   "[default host: 127.0.0.1; needs pip install 'liteq[prometheus]']")
 @broker_option
 @click.version_option(__version__, "--version", prog_name="liteq")
 def worker_command(modules: tuple[str, ...], processes: int | None, threads: int,
@@ -144,7 +167,8 @@ def worker_command(modules: tuple[str, ...], processes: int | None, threads: int
                    log_file: str | None, skip_logging: bool, verbose: bool,
                    shutdown_timeout: int, forks: tuple[str, ...], worker_fork_timeout: float,
                    max_tasks_per_child: int | None, hard_time_limit: bool, use_spawn: bool,
-                   prefetch: int | None, broker_url: str | None) -> None:
+                   prefetch: int | None, prometheus: tuple[str, int] | None,
+                   broker_url: str | None) -> None:
     """Run a pool of worker processes for the actors of MODULE.
 
     \b
@@ -160,6 +184,7 @@ def worker_command(modules: tuple[str, ...], processes: int | None, threads: int
       liteq worker tasks -p 4 -t 16 -Q emails reports
       liteq worker myapp.tasks:broker --watch myapp     (reload on changes)
       liteq worker tasks -f myapp.metrics:serve         (a fork process)
+      liteq worker tasks --prometheus 9191              (metrics on :9191)
       LITEQ_BROKER_URL=sqlite:////var/lib/app/jobs.db liteq worker tasks
 
     \b
@@ -199,7 +224,7 @@ def worker_command(modules: tuple[str, ...], processes: int | None, threads: int
         use_spawn=spawn, verbose=verbose, log_file=log_file, watch=list(watch),
         watch_polling=watch_use_polling, watch_include=list(watch_include),
         watch_exclude=list(watch_exclude), skip_logging=skip_logging, forks=list(forks),
-        fork_timeout=worker_fork_timeout,
+        fork_timeout=worker_fork_timeout, prometheus=prometheus,
     )
     if broker_url:
         import logging

@@ -199,6 +199,13 @@ class ImportFailed(LiteqError):
     exit_code = EXIT_IMPORT
 
 
+class MetricsUnavailable(LiteqError):
+    """``liteq worker --prometheus`` cannot serve: prometheus_client is missing or the
+    address cannot be listened on (exit code 2)."""
+
+    exit_code = EXIT_USAGE
+
+
 class BrokerFailed(LiteqError):
     """The broker could not be built or reached, e.g. an unusable database (exit code 3)."""
 

@@ -24,7 +24,10 @@ The supervisor never imports the task modules; each worker process does
   (Retries' ``max_retries`` and backoff do not apply to it: the child cannot run
   middleware while stuck, and the supervisor does not import the actors.)
 * ``--fork-function`` functions and middleware ``forks`` run in fork processes of
-  their own beside the children (:mod:`liteq.process.forks`).
+  their own beside the children (:mod:`liteq.process.forks`);
+* with ``prometheus``, the supervisor serves the pool's metrics, summed over its
+  children, and drops the live gauges of each child that dies
+  (:mod:`liteq.process.metrics`).
 
 Signals: SIGTERM or SIGINT make the supervisor send SIGTERM to every child, which
 stops claiming, returns prefetched messages, lets running ones finish within the
@@ -55,6 +58,7 @@ from .errors import (
     EXIT_OK,
     EXIT_PIDFILE,
     EXIT_RECYCLE,
+    MetricsUnavailable,
     PidFileError,
 )
 from .process.board import RunningBoard
@@ -114,6 +118,8 @@ class Supervisor:
         self._wake_r = self._wake_w = -1
         self._watcher: Watcher | None = None
         self.forks = Forks(self.context, config)
+        self.metrics: Any = None  # a liteq.process.metrics.MetricsServer with prometheus
+        self.fork_guard: Any = contextlib.nullcontext()
 
     # -- starting children ------------------------------------------------------------
     def _start(self, slot: int) -> None:
@@ -126,7 +132,8 @@ class Supervisor:
         )
         previous = block_signals(getattr(signal, "SIG_BLOCK", 0), POOL_SIGNALS)
         try:
-            process.start()
+            with self.fork_guard:
+                process.start()
         finally:
             block_signals(getattr(signal, "SIG_SETMASK", 2), previous)
         writer.close()
@@ -194,6 +201,7 @@ class Supervisor:
             child.process.join(5)
             self._receive(child)
             self._release(child)
+            self._metrics_forget(child)
         self.children.clear()
         return EXIT_KILLED
 
@@ -235,6 +243,8 @@ class Supervisor:
                 kind, *data = child.conn.recv()
                 if kind == "release":
                     child.release_info = data[0]
+                    if self.metrics is not None:
+                        self.metrics.watch_broker(data[0])
                 elif kind == "ready":
                     child.ready_at = time.monotonic()
                     if not self._tidied and child.release_info is not None:
@@ -267,6 +277,7 @@ class Supervisor:
         del self.children[child.slot]
         child.conn.close()
         self._release(child)
+        self._metrics_forget(child)
         how = f"exit code {code}" if code is None or code >= 0 else \
             f"signal {signal.Signals(-code).name}"
         if self.stopping:
@@ -306,6 +317,11 @@ class Supervisor:
                      delay)
         self.restarts[child.slot] = time.monotonic() + delay
 
+    def _metrics_forget(self, child: _Child) -> None:
+        """Drop the live gauges (messages in progress) of dead ``child``."""
+        if self.metrics is not None:
+            self.metrics.process_died(child.pid)
+
     def _give_up(self, exit_code: int, text: str) -> None:
         logger.error("%s", text)
         self.fatal = text
@@ -335,6 +351,13 @@ class Supervisor:
                     config.processes, config.threads,
                     "spawn" if config.use_spawn else "fork", " ".join(config.modules))
         try:
+            if config.prometheus:
+                try:
+                    self._serve_metrics(*config.prometheus)
+                except MetricsUnavailable as e:
+                    logger.error("%s", e)
+                    self.fatal = str(e)
+                    return e.exit_code
             self.forks.arm()
             for slot in range(config.processes):
                 self._start(slot)
@@ -346,12 +369,21 @@ class Supervisor:
             return self._loop()
         finally:
             self.forks.kill()
+            if self.metrics is not None:
+                self.metrics.close()
             if self._watcher is not None:
                 self._watcher.stopped.set()
             signal.set_wakeup_fd(-1)
             for fd in (self._wake_r, self._wake_w):
                 with contextlib.suppress(OSError):
                     os.close(fd)
+
+    def _serve_metrics(self, host: str, port: int) -> None:
+        """Start the metrics endpoint; its directory must be set before any fork."""
+        from .process.metrics import MetricsServer
+
+        self.metrics = MetricsServer(host, port)
+        self.fork_guard = self.forks.fork_guard = self.metrics.fork_guard
 
     def _loop(self) -> int:
         while True:

@@ -89,6 +89,19 @@ class _TaskLog(Middleware):
         self._log.debug("skipped message %s", message.message_id)
 
 
+def _add_prometheus(broker: Any, config: PoolConfig) -> None:
+    """With ``--prometheus``, record the Prometheus middleware's metrics (the broker's own
+    instance if it has one); without, say that a broker's instance is not served."""
+    from ..middleware.prometheus import Prometheus
+
+    present = any(isinstance(m, Prometheus) for m in broker.middleware)
+    if config.prometheus and not present:
+        broker.add_middleware(Prometheus())
+    elif present and not config.prometheus:
+        logger.warning("the broker has the Prometheus middleware, but its metrics are served "
+                       "only by liteq worker --prometheus [HOST:]PORT")
+
+
 def _set_parent_death_signal() -> None:
     """On Linux, get SIGTERM when the supervisor dies (so children are never orphaned)."""
     if not sys.platform.startswith("linux"):
@@ -187,6 +200,7 @@ def _run_child(config: PoolConfig, conn: Any, board: RunningBoard,
         publish_deadlines(broker, board)
     if config.verbose:
         broker.add_middleware(_TaskLog())
+    _add_prometheus(broker, config)
 
     forks = [f"{fn.__module__}:{fn.__name__}" for m in broker.middleware for fn in m.forks]
     if forks:

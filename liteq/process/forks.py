@@ -103,6 +103,8 @@ class Forks:
         self.started = False
         self.start_by = math.inf
         self._kill_at = math.inf
+        #: Held around every fork (the supervisor's metrics endpoint sets it).
+        self.fork_guard: Any = contextlib.nullcontext()
 
     def arm(self) -> None:
         """The worker processes are starting: the fork timeout runs from now."""
@@ -134,7 +136,8 @@ class Forks:
                                        args=(spec, self.config, writer))
         previous = block_signals(getattr(signal, "SIG_BLOCK", 0), POOL_SIGNALS)
         try:
-            process.start()
+            with self.fork_guard:
+                process.start()
         finally:
             block_signals(getattr(signal, "SIG_SETMASK", 2), previous)
         writer.close()

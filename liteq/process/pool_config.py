@@ -32,3 +32,6 @@ class PoolConfig:
     #: How long (ms) fork processes wait for the worker processes to be ready.
     fork_timeout: float = 30000
     worker_timeout: int = 1000
+    #: ``(host, port)`` of the supervisor's Prometheus endpoint (:mod:`liteq.process.metrics`);
+    #: every worker process then records the Prometheus middleware's metrics.
+    prometheus: tuple[str, int] | None = None

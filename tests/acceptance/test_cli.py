@@ -64,7 +64,7 @@ def test_help_explains_the_commands(db):
         assert word in proc.stdout
     proc = run(db, "worker", "--help")
     for word in ("--processes", "--threads", "--queues", "--hard-time-limit", "--use-spawn",
-                 "--max-tasks-per-child", "--shutdown-timeout", "SIGHUP"):
+                 "--max-tasks-per-child", "--shutdown-timeout", "--prometheus", "SIGHUP"):
         assert word in proc.stdout
     assert run(db, "--version").stdout.strip().endswith(liteq.__version__)
 

@@ -35,8 +35,6 @@ NOT_COMPARED: dict[str, str] = {
     "dramatiq.common": "internal helpers (backoff, queue-name suffixes) used by brokers",
     "dramatiq.threading": "the same names as dramatiq.middleware.threading, compared there",
     "dramatiq.results.result": "internal: how Results wraps values and exceptions to store",
-    "dramatiq.middleware.prometheus":
-        "deliberately absent: no Prometheus exporter; `liteq top` shows the figures",
     "dramatiq.results.backends.memcached":
         "deliberately absent: no Memcached result backend (SQLite, Redis and stub are)",
     "dramatiq.rate_limits.backends.memcached":

@@ -324,3 +324,20 @@ def forget_stale_workers(info: dict[str, Any]) -> int:
         return broker.forget_stale_workers()
     finally:
         broker.db.close()
+
+
+def inspect_queues(info: dict[str, Any]) -> dict[str, Any] | None:
+    """The counts of every queue of the file of ``info`` (``Inspector.queues()``), for
+    the supervisor's Prometheus queue gauges; None without an inspector."""
+    broker = _open_for_supervisor(info)
+    try:
+        make = getattr(broker, "inspector", None)
+        if make is None:
+            return None
+        inspector = make()
+        try:
+            return dict(inspector.queues())
+        finally:
+            inspector.close()
+    finally:
+        broker.db.close()
