@@ -13,10 +13,11 @@ import time
 from pathlib import Path
 
 from helpers import wait_for
-from pools import open_broker, record_count, records
+from pools import enqueue, open_broker, queue_idle, record_count, records
 
 import liteq
-from liteq.brokers.sqlite.compact import storage_facts
+from liteq.brokers.sqlite.compact import full_vacuum, storage_facts
+from liteq.brokers.sqlite.db import Database
 from liteq.store import SqliteBroker
 
 V1 = Path(__file__).parents[1] / "fixtures" / "db" / "schema_v1.db"
@@ -150,6 +151,63 @@ def test_full_converts_an_old_file_once_then_compact_works(tmp_path):
     assert result["free_pages_left"] < 0.1 * again["free_pages"]
     proc = run(db, "compact")
     assert proc.returncode == 0 and "no free pages to return" in proc.stdout
+
+
+def test_full_does_not_let_a_running_task_s_lease_lapse_while_it_blocks_the_worker(
+        tmp_path, pools):
+    """VACUUM blocks the worker's lease renewals: without extending the leases first,
+    a task running longer than the lease would be reaped and run a second time."""
+    db = tmp_path / "q.db"
+    open_broker(tmp_path).close()
+    pool = pools("-p", "1", "-t", "1", "-Q", "default",
+                 extra_env={"LITEQ_TEST_LEASE_MS": "1000"})
+    enqueue(tmp_path, "record", [(1,)], sleep_ms=3000)
+    reader = sqlite3.connect(db)
+
+    def lease_expiry() -> int | None:
+        row = reader.execute("SELECT lease_expires_at FROM liteq_messages WHERE state = 2"
+                             ).fetchone()
+        return row[0] if row else None
+
+    wait_for(lambda: lease_expiry() is not None, timeout=30)
+    # The VACUUM holds the write lock until the test lets it go (a seam at its progress
+    # handler, once it has the lock): longer than the lease, as a big file's would.
+    in_vacuum, holding, release = threading.Event(), threading.Event(), threading.Event()
+    vacuum = Database(str(db))
+
+    def trace(cursor: object, sql: str, bindings: object) -> bool:
+        if sql.strip().upper() == "VACUUM":
+            in_vacuum.set()
+        return True
+
+    def progress() -> bool:
+        if in_vacuum.is_set() and vacuum.conn.txn_state("main") == 2:  # SQLITE_TXN_WRITE
+            holding.set()
+            release.wait(20)
+        return False
+
+    vacuum.conn.exec_trace = trace
+    vacuum.conn.set_progress_handler(progress, 1)
+    result: list = []
+    thread = threading.Thread(target=lambda: result.append(full_vacuum(vacuum)))
+    thread.start()
+    try:
+        assert holding.wait(20)
+        # The worker renewed its 1 s lease at the latest when the VACUUM began: wait until
+        # that lease is 0.5 s past; the row's lease must still hold, long ahead.
+        lapsed_at = time.time() * 1000 + 1000 + 500
+        wait_for(lambda: time.time() * 1000 > lapsed_at, timeout=10)
+        expiry = lease_expiry()
+        assert expiry is not None and expiry > time.time() * 1000 + 10_000
+    finally:
+        release.set()
+        thread.join(30)
+        reader.close()
+    assert result and result[0].longest_hold_ms > 1500
+    vacuum.close()
+    wait_for(lambda: record_count(tmp_path) >= 1 and queue_idle(tmp_path), timeout=30)
+    assert [n for n, _ in records(tmp_path)] == ["1"]  # it ran once
+    pool.kill()
 
 
 def test_new_files_are_incremental_and_an_application_file_is_rewritten_only_with_full(

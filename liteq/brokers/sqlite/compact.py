@@ -22,7 +22,7 @@ import apsw
 
 from ...errors import FullVacuumNeeded
 from .db import Database
-from .schema import AUTO_VACUUM
+from .schema import AUTO_VACUUM, EXTEND_LEASES
 
 #: SQLite's ``PRAGMA auto_vacuum`` values by name.
 AUTO_VACUUM_MODES = {0: "none", 1: "full", 2: "incremental"}
@@ -31,6 +31,9 @@ HOLD_MS = 10.0
 _FIRST_STEP, _MAX_STEP = 64, 8192
 _PAUSE = 0.002
 _CHECKPOINT_PAGES = 2048
+#: What ``full_vacuum`` adds to every lease: 30 s, plus the file read and written
+#: twice (WAL, then checkpoint) at a slow disk's 5 MB/s.
+_LEASE_GRACE_MS, _SLOW_BYTES_PER_MS = 30_000, 5_000 / 3
 
 
 def storage_facts(conn: apsw.Connection) -> dict[str, Any]:
@@ -162,19 +165,24 @@ def full_vacuum(db: Database) -> Compaction:
     """Rewrite the whole file once with ``VACUUM``, in incremental auto-vacuum mode.
 
     Holds the write lock until it ends: workers and producers of the file wait (a
-    worker retries for up to a minute per transaction). The copy is built in a
-    temporary file, not in memory.
+    worker retries each transaction for up to a minute, then backs off). Leases are
+    first extended by a generous estimate of that time (a slow disk's speed), so
+    that no running message is reaped and run twice meanwhile; a message whose worker
+    died is then redelivered that much later. The copy is built in a temporary file,
+    not in memory.
     """
     started = time.monotonic()
     before = _read_facts(db)
-    with db.lock:
+    extension = int(_LEASE_GRACE_MS + before["file_bytes"] / _SLOW_BYTES_PER_MS)
+    with db.lock, _no_autocheckpoint(db):
         conn = db.conn
         temp_store = cast("tuple[int]", conn.execute("PRAGMA temp_store").fetchone())[0]
         db.execute(AUTO_VACUUM)  # an incremental file's header is written: may be busy
         conn.execute("PRAGMA temp_store = FILE")
         try:
+            db.write(lambda c: c.execute(EXTEND_LEASES, (extension,)))
             began = time.perf_counter()
-            db.execute("VACUUM")
+            db.execute("VACUUM")  # at once: a lease claimed in between is not extended
             held_ms = (time.perf_counter() - began) * 1000
         finally:
             conn.execute(f"PRAGMA temp_store = {int(temp_store)}")

@@ -238,6 +238,12 @@ RELEASE_OWNER = (
     f" WHERE state = {LEASED} AND lease_expires_at IS NOT NULL"
     " AND substr(owner, 1, length(?1)) = ?1 RETURNING id, queue"
 )
+# Before ``liteq compact --full`` blocks every writer: no lease may lapse because its
+# worker could not renew it meanwhile (another worker would reap it and run it again).
+EXTEND_LEASES = (
+    "UPDATE liteq_messages SET lease_expires_at = lease_expires_at + ?"
+    f" WHERE state = {LEASED} AND lease_expires_at IS NOT NULL"
+)
 
 # --- worker registry ---------------------------------------------------------------------
 HEARTBEAT = (
