@@ -7,11 +7,21 @@ the ``liteq`` group.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from typing import Any
 
 import click
 
 from ..errors import EXIT_BROKER, EXIT_USAGE
-from .cli_support import DEFAULT_URL, broker_option, fail, handle_errors, json_option, print_json
+from .cli_support import (
+    DEFAULT_URL,
+    broker_option,
+    fail,
+    handle_errors,
+    json_option,
+    print_json,
+    progress_run,
+)
 
 
 def _megabytes(n: int) -> str:
@@ -37,7 +47,7 @@ def compact_command(full: bool, yes: bool, as_json: bool, broker_url: str | None
     auto-vacuum needs `liteq compact --full` once.
     """
     from ..brokers.sqlite.broker import path_from_url
-    from ..brokers.sqlite.compact import application_tables, compact, full_vacuum
+    from ..brokers.sqlite.compact import application_tables, full_vacuum
     from ..brokers.sqlite.db import Database
 
     url = broker_url or DEFAULT_URL
@@ -57,7 +67,7 @@ def compact_command(full: bool, yes: bool, as_json: bool, broker_url: str | None
                 _confirm_full(path, db.read_with(application_tables))
             result = full_vacuum(db)
         else:
-            result = compact(db)
+            result = _compact_with_progress(db)
     finally:
         db.close()
     if as_json:
@@ -72,6 +82,21 @@ def compact_command(full: bool, yes: bool, as_json: bool, broker_url: str | None
                f"{_megabytes(result.file_bytes_before)} -> "
                f"{_megabytes(result.file_bytes_after)}; longest write lock "
                f"{result.longest_hold_ms:.1f} ms")
+
+
+def _compact_with_progress(db: Any) -> Any:
+    """:func:`compact`, with a progress bar on stderr when there is much to free."""
+    from ..brokers.sqlite.compact import compact, storage_facts
+
+    results = []
+
+    def run(progress: Callable[[int], None] | None) -> int:
+        on_step = None if progress is None else (lambda done, total: progress(done))
+        results.append(compact(db, on_step=on_step))
+        return results[0].pages_freed
+
+    progress_run(db.read_with(storage_facts)["free_pages"], "compacting", run)
+    return results[0]
 
 
 def _confirm_full(path: str, app_tables: list[str]) -> None:
