@@ -28,7 +28,7 @@ from .schema import AUTO_VACUUM, EXTEND_LEASES
 AUTO_VACUUM_MODES = {0: "none", 1: "full", 2: "incremental"}
 #: How long one incremental step may hold the write lock (its size adapts to this).
 HOLD_MS = 10.0
-_FIRST_STEP, _MAX_STEP = 64, 8192
+_FIRST_STEP, _MAX_STEP = 64, 2048
 _PAUSE = 0.002
 _CHECKPOINT_PAGES = 2048
 #: What ``full_vacuum`` adds to every lease: 30 s, plus the file read and written
