@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from ..errors import EXIT_BROKER, EXIT_USAGE
+from ..urls import mask_url
 from .cli_support import (
     DEFAULT_URL,
     broker_option,
@@ -44,7 +45,8 @@ def compact_command(full: bool, yes: bool, as_json: bool, broker_url: str | None
     Deleted messages leave free pages that SQLite reuses but never gives
     back. This returns them in short write transactions (a few ms each),
     so running workers never stall. A file without incremental
-    auto-vacuum needs `liteq compact --full` once.
+    auto-vacuum needs `liteq compact --full` once. Redis and RabbitMQ
+    manage their own storage: there is nothing to do.
     """
     from ..brokers.sqlite.broker import path_from_url
     from ..brokers.sqlite.compact import application_tables, full_vacuum
@@ -52,8 +54,13 @@ def compact_command(full: bool, yes: bool, as_json: bool, broker_url: str | None
 
     url = broker_url or DEFAULT_URL
     if url.split(":", 1)[0].lower() != "sqlite":
-        fail("liteq compact is for the SQLite broker (sqlite:///path.db); Redis and "
-             "RabbitMQ manage their own storage", EXIT_USAGE)
+        reason = (f"{mask_url(url)} manages its own storage; liteq compact returns the "
+                  "free pages of a SQLite broker's file")
+        if as_json:
+            print_json({"broker": mask_url(url), "compacted": False, "reason": reason})
+        else:
+            click.echo(f"nothing to do: {reason}")
+        return
     try:
         path = path_from_url(url)
     except ValueError as e:

@@ -239,11 +239,14 @@ def test_new_files_are_incremental_and_an_application_file_is_rewritten_only_wit
     conn.close()
 
 
-def test_compact_is_listed_and_refuses_other_brokers(tmp_path):
+def test_compact_is_listed_and_has_nothing_to_do_on_other_brokers(tmp_path):
     db = tmp_path / "q.db"
     assert "compact" in run(db, "--help").stdout
     assert "--full" in run(db, "compact", "--help").stdout
-    proc = run(db, "compact", "--broker", "redis://127.0.0.1:1/0")
-    assert proc.returncode == 2 and "SQLite broker" in proc.stderr
+    proc = run(db, "compact", "--broker", "redis://:secret@127.0.0.1:1/0")
+    assert proc.returncode == 0 and "nothing to do" in proc.stdout
+    assert "secret" not in proc.stdout
+    data = run_json(db, "compact", "--broker", "amqp://127.0.0.1:1")
+    assert data["compacted"] is False and "manages its own storage" in data["reason"]
     proc = run(db, "compact")
     assert proc.returncode == 3 and "no liteq database" in proc.stderr
