@@ -36,8 +36,11 @@ def test_a_failed_task_is_one_error_record_with_its_traceback(tmp_path, pools, v
                  modules=("log_tasks",))
     try:
         wait_for(lambda: len(broker.list_dead_letters("logs")) == len(ACTORS), timeout=60)
+        reasons = {d.actor_name: d.reason for d in broker.list_dead_letters("logs")}
     finally:
         broker.close()
+    assert reasons["silent"] == "KeyError"  # no dangling ": " in the dead letter either
+    assert reasons["explode"] == "ValueError: task 1 fails on purpose"
     wait_for(lambda: "actor silent failed" in pool.output()
              and "actor explode failed" in pool.output(), timeout=10)
     lines = pool.output().splitlines()
