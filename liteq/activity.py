@@ -11,6 +11,8 @@ import time
 from collections import deque
 from typing import Any
 
+from .support.text import exception_text
+
 #: Run times kept per queue, and failures kept per process.
 SAMPLES = 256
 FAILURES = 10
@@ -32,7 +34,7 @@ class Activity:
     def failed(self, actor_name: str, message_id: str, exception: BaseException) -> None:
         self.failures.append({
             "at": int(time.time() * 1000), "actor": actor_name, "message_id": message_id,
-            "error": f"{type(exception).__name__}: {exception}"[:300],
+            "error": exception_text(exception)[:300],
         })
 
     def snapshot(self) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from .ops.commands import (
     queues_command,
     stats_command,
 )
+from .ops.compact import compact_command
 from .ops.top import top_command
 from .ops.worker_args import WorkerCommand
 from .urls import mask_url, scrub
@@ -41,6 +42,7 @@ def cli() -> None:
     Run workers:      liteq worker tasks
     Look at queues:   liteq stats        (or liteq queues, liteq dlq list)
     Send a task:      liteq enqueue send_email --args '["a@example.com"]'
+    Shrink the file:  liteq compact      (SQLite: return free pages)
 
     Every command finds the broker through --broker or LITEQ_BROKER_URL
     (default: sqlite:///liteq.db in the working directory).
@@ -237,7 +239,7 @@ def worker_command(modules: tuple[str, ...], processes: int | None, threads: int
 
 
 for _command in (enqueue_command, queues_command, stats_command, dlq_group, purge_command,
-                 top_command):
+                 top_command, compact_command):
     cli.add_command(_command)
 
 

@@ -130,6 +130,11 @@ class MessageTooLarge(BrokerError, ValueError):
     nothing was written."""
 
 
+class FullVacuumNeeded(LiteqError):
+    """The file has no incremental auto-vacuum (``auto_vacuum=NONE``): SQLite can return
+    its free pages only by rewriting it once (``liteq compact --full``)."""
+
+
 class QueueJoinTimeout(LiteqError):
     """``Broker.join`` ran out of time before the queue was empty."""
 

@@ -38,6 +38,8 @@ from .errors import (
     UnusableDatabase,
 )
 from .middleware.middleware import Middleware
+from .options import NO_OPTIONS, resolve
+from .support.text import exception_text
 
 logger = logging.getLogger("liteq.worker")
 
@@ -486,7 +488,7 @@ class WorkerThread(threading.Thread):
             self.worker.failed += 1
             self.worker.activity.failed(proxy._message.actor_name, proxy._message.message_id,
                                         exc)
-            self._log_failure(proxy, exc)
+            self._log_failure(broker, proxy, exc)
             proxy.stuff_exception(exc)
             self._after_failure(broker, proxy, exc)
         finally:
@@ -515,20 +517,34 @@ class WorkerThread(threading.Thread):
                 logger.critical("%s failed while handling a failure of message %s",
                                 name, proxy._message.message_id, exc_info=True)
                 if not isinstance(proxy._exception, HookFailed):
-                    failure = HookFailed(
-                        f"{name} raised {type(hook_exc).__name__}: {hook_exc} while handling "
-                        f"{type(exc).__name__}: {exc}")
+                    failure = HookFailed(f"{name} raised {exception_text(hook_exc)} while "
+                                         f"handling {exception_text(exc)}")
                     failure.__cause__ = hook_exc
                     proxy.stuff_exception(failure)
                 proxy.fail()
 
     @staticmethod
-    def _log_failure(proxy: MessageProxy, exc: BaseException) -> None:
+    def _log_failure(broker: Broker, proxy: MessageProxy, exc: BaseException) -> None:
+        """Log a failure as Dramatiq does: one ERROR record carrying the traceback; a
+        retry request or a rate limit at DEBUG, an exception the actor ``throws`` at INFO."""
         message = proxy._message
         if isinstance(exc, (Retry, RateLimitExceeded)):
             logger.debug("%s asked for a retry of message %s: %r", message.actor_name,
                          message.message_id, exc)
             return
-        logger.error("actor %s failed on message %s: %s: %s", message.actor_name,
-                     message.message_id, type(exc).__name__, exc)
-        logger.debug("traceback of message %s", message.message_id, exc_info=exc)
+        actor = broker.actors.get(message.actor_name)
+        throws = resolve("throws", message.options, actor.options if actor else NO_OPTIONS)
+        if _is_instance(exc, throws):
+            logger.info("actor %s failed on message %s with expected exception %s",
+                        message.actor_name, message.message_id, type(exc).__name__)
+            return
+        logger.error("actor %s failed on message %s: %s", message.actor_name,
+                     message.message_id, exception_text(exc), exc_info=exc)
+
+
+def _is_instance(exc: BaseException, kinds: Any) -> bool:
+    """``isinstance(exc, kinds)``, false for a missing or malformed ``throws`` option."""
+    try:
+        return bool(kinds) and isinstance(exc, kinds)
+    except TypeError:
+        return False

@@ -26,3 +26,10 @@ def safe(value: object, *, multiline: bool = False) -> str:
     """
     pattern = _UNSAFE_BLOCK if multiline else _UNSAFE_LINE
     return pattern.sub(_shown, str(value))
+
+
+def exception_text(exc: BaseException) -> str:
+    """``Type: message``, or just ``Type`` when the exception has no message (no dangling
+    ``": "`` for ``KeyError()`` or ``raise TimeoutError``)."""
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

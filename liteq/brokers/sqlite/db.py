@@ -25,7 +25,7 @@ from ...errors import (
     DatabaseUnavailable,
     MessageTooLarge,
 )
-from .schema import check, migrate
+from .schema import AUTO_VACUUM, check, migrate
 
 T = TypeVar("T")
 
@@ -95,14 +95,15 @@ def database_error(error: apsw.Error, path: str, doing: str = "write") -> Databa
     return DatabaseUnavailable(f"cannot {doing} database {path!r}: {error}")
 
 
-def _switch_to_wal(conn: apsw.Connection) -> None:
-    """``PRAGMA journal_mode=WAL``, retried: it needs the file to itself for a moment and
-    can fail at once (busy handler or not) while another process opens the file."""
+def _file_pragma(conn: apsw.Connection, sql: str) -> None:
+    """Run a pragma that writes the file header, retried: like ``journal_mode=WAL`` it
+    needs the file to itself for a moment and can fail at once (busy handler or not)
+    while another process opens the file."""
     deadline = time.monotonic() + WRITE_TIMEOUT
     pause = 0.001
     while True:
         try:
-            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(sql)
             return
         except apsw.BusyError:
             if time.monotonic() > deadline:
@@ -124,7 +125,10 @@ def open_connection(path: str, *, durable: bool = False) -> apsw.Connection:
         conn = apsw.Connection(path)
         conn.set_busy_handler(_busy_handler())
         check(conn, path)
-        _switch_to_wal(conn)
+        if conn.execute("PRAGMA page_count").get == 0:
+            # A new file: its first page fixes the auto_vacuum mode (WAL writes it).
+            _file_pragma(conn, AUTO_VACUUM)
+        _file_pragma(conn, "PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
         conn.execute("PRAGMA wal_autocheckpoint=10000")
         conn.execute("PRAGMA journal_size_limit=67108864")

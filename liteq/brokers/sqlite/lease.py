@@ -32,6 +32,7 @@ from ...broker import BatchConsumer, MessageProxy
 from ...common import current_millis
 from ...errors import DecodeError
 from ...message import Message
+from ...support.text import exception_text
 from . import counts
 from . import schema as q
 from .counts import Tally
@@ -69,7 +70,7 @@ def failure_reason(proxy: MessageProxy) -> tuple[str, str | None]:
     exc = proxy._exception
     if exc is None:
         return "failed by middleware", proxy.options.get("traceback")
-    reason = f"{type(exc).__name__}: {exc}"
+    reason = exception_text(exc)
     trace = proxy.options.get("traceback") or "".join(
         traceback.format_exception(type(exc), exc, exc.__traceback__, limit=30)
     )

@@ -24,7 +24,14 @@ READY, DELAYED, LEASED, TOMBSTONE = 0, 1, 2, 3
 
 #: ``PRAGMA application_id`` of a liteq database ("lteq").
 APPLICATION_ID = 0x6C746571
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+
+#: Incremental auto-vacuum, so that ``liteq compact`` can return free pages in short
+#: write transactions (liteq.brokers.sqlite.compact). SQLite fixes the mode when a file's
+#: first page is written, so ``open_connection`` runs this before anything else on a
+#: new file; on an existing one the migration only sets the mode that the one-time full
+#: VACUUM of ``liteq compact --full`` applies (liteq never rewrites a file by itself).
+AUTO_VACUUM = "PRAGMA auto_vacuum = INCREMENTAL"
 
 MIGRATIONS: dict[int, str] = {
     1: f"""
@@ -120,6 +127,7 @@ MIGRATIONS: dict[int, str] = {
     CREATE INDEX liteq_messages_suspect
         ON liteq_messages (queue, priority DESC, eta, id) WHERE suspect = 1 AND state = 0;
     """,
+    3: AUTO_VACUUM,
 }
 
 # --- enqueue -------------------------------------------------------------------------
@@ -229,6 +237,12 @@ RELEASE_OWNER = (
     " + (NOT suspect AND message_id IN (SELECT value FROM json_each(?3)))"
     f" WHERE state = {LEASED} AND lease_expires_at IS NOT NULL"
     " AND substr(owner, 1, length(?1)) = ?1 RETURNING id, queue"
+)
+# Before ``liteq compact --full`` blocks every writer: no lease may lapse because its
+# worker could not renew it meanwhile (another worker would reap it and run it again).
+EXTEND_LEASES = (
+    "UPDATE liteq_messages SET lease_expires_at = lease_expires_at + ?"
+    f" WHERE state = {LEASED} AND lease_expires_at IS NOT NULL"
 )
 
 # --- worker registry ---------------------------------------------------------------------
