@@ -24,7 +24,7 @@ READY, DELAYED, LEASED, TOMBSTONE = 0, 1, 2, 3
 
 #: ``PRAGMA application_id`` of a liteq database ("lteq").
 APPLICATION_ID = 0x6C746571
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 #: Incremental auto-vacuum, so that ``liteq compact`` can return free pages in short
 #: write transactions (liteq.brokers.sqlite.compact). SQLite fixes the mode when a file's
@@ -127,7 +127,19 @@ MIGRATIONS: dict[int, str] = {
     CREATE INDEX liteq_messages_suspect
         ON liteq_messages (queue, priority DESC, eta, id) WHERE suspect = 1 AND state = 0;
     """,
-    3: AUTO_VACUUM,
+    # The counters of liteq.brokers.inspect: attempts that returned (``done`` counted
+    # retried attempts too, so it is only an upper bound on a migrated file), failed
+    # attempts (``failed`` counted dead letters only, a lower bound), retried,
+    # dead-lettered; the registry publishes succeeded attempts and running per queue.
+    3: """
+    ALTER TABLE liteq_queues RENAME COLUMN done TO succeeded;
+    ALTER TABLE liteq_queues ADD COLUMN retried INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE liteq_queues ADD COLUMN dead_lettered INTEGER NOT NULL DEFAULT 0;
+    UPDATE liteq_queues SET dead_lettered = failed;
+    ALTER TABLE liteq_workers ADD COLUMN succeeded INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE liteq_workers ADD COLUMN running_queues TEXT NOT NULL DEFAULT '{}';
+    """,
+    4: AUTO_VACUUM,
 }
 
 # --- enqueue -------------------------------------------------------------------------
@@ -165,13 +177,18 @@ NEXT_ETA = f"SELECT min(eta) FROM liteq_messages WHERE state = {DELAYED}"
 
 # --- settle (by id and lease token: a stale token changes nothing) --------------------
 ACK = "DELETE FROM liteq_messages WHERE id = ? AND lease_token = ?"
+# deliveries + ?4: the delivery being settled, when its (batch) claim did not count it.
 DEAD_LETTER_LEASED = (
     "INSERT INTO liteq_dead_letters"
     " (queue, message_id, actor_name, priority, body, reason, traceback, deliveries, failed_at)"
-    " SELECT queue, message_id, ?, priority, ?, ?, ?, deliveries, ? FROM liteq_messages"
-    " WHERE id = ? AND lease_token = ?"
+    " SELECT queue, message_id, ?1, priority, ?2, ?3, ?4, deliveries + ?5, ?6"
+    " FROM liteq_messages WHERE id = ?7 AND lease_token = ?8"
 )
-COUNT_DONE = "UPDATE liteq_queues SET done = done + ?, failed = failed + ? WHERE queue = ?"
+# The lifetime counters of the messages settled (or dead-lettered) by a transaction.
+COUNT_SETTLED = (
+    "UPDATE liteq_queues SET succeeded = succeeded + ?, failed = failed + ?,"
+    " retried = retried + ?, dead_lettered = dead_lettered + ? WHERE queue = ?"
+)
 # A suspect claimed alone counted a delivery that never started: take it back.
 RETURN_UNSTARTED = (
     f"UPDATE liteq_messages SET state = {READY}, lease_token = NULL, lease_expires_at = NULL,"
@@ -248,16 +265,19 @@ EXTEND_LEASES = (
 # --- worker registry ---------------------------------------------------------------------
 HEARTBEAT = (
     "INSERT INTO liteq_workers (owner, pid, host, queues, threads, started_at, heartbeat_at,"
-    " running, processed, failed, activity) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " running, running_queues, processed, succeeded, failed, activity)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     " ON CONFLICT (owner) DO UPDATE SET heartbeat_at = excluded.heartbeat_at,"
-    " running = excluded.running, processed = excluded.processed, failed = excluded.failed,"
-    " activity = excluded.activity"
+    " running = excluded.running, running_queues = excluded.running_queues,"
+    " processed = excluded.processed, succeeded = excluded.succeeded,"
+    " failed = excluded.failed, activity = excluded.activity"
 )
 UNREGISTER = "DELETE FROM liteq_workers WHERE owner = ?"
 UNREGISTER_PROCESS = "DELETE FROM liteq_workers WHERE substr(owner, 1, length(?1)) = ?1"
 LIST_WORKERS = (
-    "SELECT owner, pid, host, queues, threads, started_at, heartbeat_at, running, processed,"
-    " failed, activity FROM liteq_workers ORDER BY host, pid"
+    "SELECT owner, pid, host, queues, threads, started_at, heartbeat_at, running,"
+    " running_queues, processed, succeeded, failed, activity FROM liteq_workers"
+    " ORDER BY host, pid"
 )
 DELETE_STALE_WORKERS = "DELETE FROM liteq_workers WHERE heartbeat_at < ?"
 
@@ -267,8 +287,10 @@ QUEUE_BUSY = (
     f" OR EXISTS (SELECT 1 FROM liteq_messages WHERE state = {DELAYED} AND queue = ?)"
     f" OR EXISTS (SELECT 1 FROM liteq_messages WHERE state = {LEASED} AND queue = ?)"
 )
-# Leased rows are few (a batch per worker process): counted live from their index.
-COUNT_RUNNING = (
+COUNTERS = "SELECT queue, succeeded, failed, retried, dead_lettered FROM liteq_queues"
+# Leased rows are few (a batch per worker process): counted live from their index
+# (named COUNT_RUNNING in migration 1's comment).
+COUNT_CLAIMED = (
     f"SELECT queue, count(*) FROM liteq_messages INDEXED BY liteq_messages_leased"
     f" WHERE state = {LEASED} GROUP BY queue"
 )
@@ -303,7 +325,16 @@ LIST_DEAD = (
 )
 GET_DEAD = LIST_DEAD.replace("WHERE (?1", "WHERE id = ?4 AND (?1")
 COUNT_DEAD = "SELECT queue, count(*) FROM liteq_dead_letters GROUP BY queue"
+NEWEST_DEAD = (
+    "SELECT id, queue, message_id, actor_name, priority, body, reason, traceback, deliveries,"
+    " failed_at FROM liteq_dead_letters ORDER BY id DESC LIMIT ?"
+)
 DELETE_DEAD = "DELETE FROM liteq_dead_letters WHERE id = ?"
+# Every message of one queue in a state a purge deletes (counted before the purge).
+COUNT_QUEUE = (
+    f"SELECT count(*) FROM liteq_messages WHERE queue = ? AND state IN"
+    f" ({READY}, {DELAYED}, {LEASED})"
+)
 EXPIRE_DEAD = "DELETE FROM liteq_dead_letters WHERE failed_at < ?"
 
 
