@@ -1,15 +1,23 @@
 """The Redis broker's consumer: one script call acknowledges finished messages and
 fetches the next batch; it holds delayed messages in memory until due, and idles on
-``BLPOP`` instead of polling."""
+``BLPOP`` instead of polling.
+
+The same calls keep liteq's own figures (see :mod:`liteq.brokers.redis.inspect`): acks
+and nacks add to the queue's lifetime counters inside the script, and about once a
+second the call also publishes this consumer's worker registry entry.
+"""
 
 from __future__ import annotations
 
 import heapq
 import itertools
+import json
+import os
+import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import redis
@@ -18,6 +26,7 @@ from ...broker import BatchConsumer, MessageProxy
 from ...common import current_millis, dq_name, q_name
 from ...errors import DecodeError
 from ...message import Message
+from ..dead_letter import dead_body
 
 if TYPE_CHECKING:
     # Type-only, and mutual by nature: the broker builds its consumers, which use it.
@@ -27,6 +36,9 @@ if TYPE_CHECKING:
 MAX_HELD_DELAYED = 10000
 #: Longest single blocking call while idle (below redis-py's 5 s default socket timeout).
 MAX_BLOCK = 1.0
+#: Seconds between two publications of a consumer's worker registry entry.
+REGISTRY_INTERVAL = 1.0
+HOST = socket.gethostname()
 
 
 class RedisConsumer(BatchConsumer):
@@ -53,6 +65,10 @@ class RedisConsumer(BatchConsumer):
         self._blocking = False
         self._woken = False
         self._closed = False
+        #: What the worker registry publishes (``Worker.describe``); set by the worker.
+        self.describe: Callable[[], dict[str, Any]] = dict
+        self.started_at = current_millis()
+        self._beat_at = 0.0
 
     def _set_queues(self, queue_names: list[str]) -> None:
         """Consume ``queue_names``: every list a round trip or a wait reads, rebound."""
@@ -68,28 +84,49 @@ class RedisConsumer(BatchConsumer):
             self._hungry = True
             self.wakeup()
 
+    # -- the registry -----------------------------------------------------------------------
+    def _entry_due(self) -> str | None:
+        """This consumer's registry entry as JSON when it is due again, else None."""
+        now = time.monotonic()
+        if now < self._beat_at:
+            return None
+        self._beat_at = now + REGISTRY_INTERVAL
+        entry = dict(self.describe())
+        entry.update(owner=self.worker_id, pid=os.getpid(), host=HOST,
+                     queues=list(self.queue_names), started_at=self.started_at,
+                     heartbeat_at=current_millis())
+        return json.dumps(entry)
+
     # -- the round trip ---------------------------------------------------------------------
+    @staticmethod
+    def _settle_op(proxy: MessageProxy) -> list[Any]:
+        """The script's ack or nack of ``proxy``: a nack keeps the body with why it died;
+        an ack says whether the attempt raised (and was retried)."""
+        queue, rid, sent = proxy.handle
+        if proxy.failed:
+            return ["N", queue, rid, dead_body(proxy, sent), "1"]
+        return ["A", queue, rid, "0" if proxy._exception is None else "1"]
+
     def exchange(self, done: list[MessageProxy], want: int) -> list[MessageProxy]:
         """Ack/nack ``done``, move due delayed messages, fetch up to ``want``: one call."""
         ops: list[Any] = []
         broker = self.broker
         for proxy in done:
-            queue, rid = proxy.handle
-            if proxy.failed:
-                ops += ["N", queue, rid]
-                if proxy._exception is not None:
-                    broker.record_failure(queue, proxy._exception)
-            else:
-                ops += ["A", queue, rid]
+            ops += self._settle_op(proxy)
+            if proxy.failed and proxy._exception is not None:
+                broker.record_failure(proxy.handle[0], proxy._exception)
         for queue, rid in self._bad:
-            ops += ["N", queue, rid]
+            ops += ["N", queue, rid, "", "0"]
+        entry = self._entry_due()
+        if entry is not None:
+            ops += ["H", entry]
         held = self._held
         now = current_millis()
         promoted = []
         while held and held[0][0] <= now:
             promoted.append(heapq.heappop(held))
             proxy = promoted[-1][2]
-            dq, old = proxy.handle
+            dq, old, _ = proxy.handle
             message = proxy._message
             options = dict(message.options)
             options.pop("eta", None)
@@ -130,7 +167,9 @@ class RedisConsumer(BatchConsumer):
                                          rid, queue, e)
                 self._bad.append((queue, rid))
                 continue
-            proxy = MessageProxy(message, handle=(queue, rid))
+            # The handle keeps the body as sent: a dead letter is that body plus why
+            # it died, not the message as middleware changed it (e.g. its retries).
+            proxy = MessageProxy(message, handle=(queue, rid, found[index + 2]))
             if queue.endswith(".DQ"):
                 eta = message.options.get("eta")
                 if isinstance(eta, bool) or not isinstance(eta, (int, float)):
@@ -141,18 +180,20 @@ class RedisConsumer(BatchConsumer):
         return received
 
     def ack(self, message: MessageProxy) -> None:
-        self.broker._call(["A", *message.handle], self.worker_id, "acknowledge")
+        self.broker._call(self._settle_op(message), self.worker_id, "acknowledge")
 
     def nack(self, message: MessageProxy) -> None:
         if message._exception is not None:
             self.broker.record_failure(message.handle[0], message._exception)
-        self.broker._call(["N", *message.handle], self.worker_id, "dead-letter")
+        queue, rid, sent = message.handle
+        self.broker._call(["N", queue, rid, dead_body(message, sent), "1"], self.worker_id,
+                          "dead-letter")
 
     def requeue(self, messages: Iterable[MessageProxy]) -> None:
         """Put fetched, unstarted messages back at the end of their queue."""
         ops: list[Any] = []
         for proxy in messages:
-            ops += ["R", *proxy.handle]
+            ops += ["R", *proxy.handle[:2]]
         if ops:
             self.broker._call(ops, self.worker_id, "requeue")
 
@@ -182,9 +223,7 @@ class RedisConsumer(BatchConsumer):
                 if client.blpop(keys, timeout=chunk) is not None:
                     return
                 if remaining > chunk:
-                    # A long wait: stay alive in the heartbeat set.
-                    client.zadd(f"{self.broker.namespace}:__heartbeats__",
-                                {self.worker_id: current_millis()})
+                    self._beat(client)
         except (redis.ConnectionError, redis.TimeoutError) as e:
             self.broker.logger.warning("waiting on Redis at %s failed: %s",
                                        self.broker._location, self.broker._scrub(str(e)))
@@ -193,6 +232,16 @@ class RedisConsumer(BatchConsumer):
             with self._lock:
                 self._blocking = False
                 self._woken = False
+
+    def _beat(self, client: redis.Redis) -> None:
+        """A long wait: stay alive in the heartbeat set (and the registry, when due)."""
+        ns = self.broker.namespace
+        entry = self._entry_due()
+        with client.pipeline(transaction=False) as pipe:
+            pipe.zadd(f"{ns}:__heartbeats__", {self.worker_id: current_millis()})
+            if entry is not None:
+                pipe.hset(f"{ns}:__liteq__.workers", self.worker_id, entry)
+            pipe.execute()
 
     def wakeup(self) -> None:
         """Make a concurrent :meth:`wait` return now (thread-safe)."""
@@ -217,10 +266,10 @@ class RedisConsumer(BatchConsumer):
         self._closed = True
         ops: list[Any] = []
         for _, _, proxy in self._held:
-            ops += ["R", *proxy.handle]
+            ops += ["R", *proxy.handle[:2]]
         self._held = []
         for queue, rid in self._bad:
-            ops += ["N", queue, rid]
+            ops += ["N", queue, rid, "", "0"]
         self._bad = []
         ops += ["C", len(self._all_queues), *self._all_queues]
         try:

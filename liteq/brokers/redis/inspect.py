@@ -1,0 +1,338 @@
+"""The Redis broker seen by the operations tools (:class:`~liteq.brokers.inspect.Inspector`).
+
+Everything is read from Dramatiq's key layout plus liteq's own keys, in a few pipelined
+round trips whatever the number of messages (lengths and cardinalities, never the
+messages themselves):
+
+- **queues**: those whose keys exist (``SCAN`` of the namespace, repeated at most every
+  ``SCAN_INTERVAL`` seconds by a long-lived inspector), with lifetime counters, or
+  consumed by a registered worker;
+- **ready** = ``LLEN q``; **delayed** = ``LLEN q.DQ`` + the delayed messages consumers
+  fetched and hold until their ETA (the ack sets ``__acks__.<worker>.q.DQ``);
+  **claimed** = the ack sets ``__acks__.<worker>.q`` of the workers in the heartbeat set;
+  **running** = the ``running_queues`` of the live registry entries; **dead** =
+  ``ZCARD q.XQ``;
+- **succeeded / failed / retried / dead_lettered**: ``__liteq__.counts.<q>``, which the
+  script adds to as liteq consumers acknowledge (Dramatiq workers do not count);
+- **workers**: ``__liteq__.workers`` (worker id → its JSON entry, published with the
+  heartbeats of liteq consumers; Dramatiq workers publish none), alive while their
+  worker id is in ``__heartbeats__``.
+
+A dead letter's :attr:`~liteq.brokers.inspect.DeadLetter.id` is its Redis message id
+(the member of ``q.XQ``); its reason, traceback and time of death are the options
+:mod:`liteq.brokers.dead_letter` wrote into its body.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import re
+import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, cast
+
+from ...common import current_millis
+from ...errors import DecodeError
+from ...message import Message
+from ..dead_letter import read_dead, revived_body
+from ..inspect import DeadLetter, Inspector, Progress, QueueCounts
+
+if TYPE_CHECKING:
+    from .broker import RedisBroker
+
+#: Seconds a long-lived inspector (``liteq top``) reuses the queue names a SCAN found.
+SCAN_INTERVAL = 5.0
+#: Dead letters moved or deleted per script call.
+BATCH = 500
+COUNTERS = ("succeeded", "failed", "retried", "dead_lettered")
+_SPECIAL = ("__acks__.", "__heartbeats__", "__liteq__.")
+
+
+def _glob_escape(text: str) -> str:
+    return re.sub(r"([*?\[\]\\])", r"\\\1", text)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class RedisInspector(Inspector):
+    """Counts, workers and dead letters of a :class:`RedisBroker`, through its client."""
+
+    def __init__(self, broker: RedisBroker) -> None:
+        self.broker = broker
+        self.client = broker.client
+        self.ns = broker.namespace
+        self.url = broker._location
+        self._scanned: set[str] = set()
+        self._scanned_at = -SCAN_INTERVAL
+
+    def _key(self, name: str) -> str:
+        return f"{self.ns}:{name}"
+
+    def _read(self, fn: Any, what: str) -> Any:
+        return self.broker._retrying(fn, what)
+
+    # -- queues -------------------------------------------------------------------------
+    def _scan(self) -> set[str]:
+        """Queue names that have keys in the namespace (SCAN, cached ``SCAN_INTERVAL``)."""
+        now = time.monotonic()
+        if now - self._scanned_at < SCAN_INTERVAL:
+            return self._scanned
+        prefix = self.ns + ":"
+        counts = "__liteq__.counts."
+        found: set[str] = set()
+        for raw in self._read(lambda: list(self.client.scan_iter(
+                match=_glob_escape(prefix) + "*", count=10000)), "list the queues"):
+            name = _text(raw)[len(prefix):]
+            if name.startswith(counts):
+                found.add(name[len(counts):])
+                continue
+            if name.startswith(_SPECIAL):
+                continue
+            name = name.removesuffix(".msgs")
+            if name.endswith((".DQ", ".XQ")):
+                name = name[:-3]
+            found.add(name)
+        self._scanned, self._scanned_at = found, now
+        return found
+
+    def _heartbeats(self) -> dict[str, float]:
+        scored = cast("list[tuple[bytes, float]]", self._read(
+            lambda: self.client.zrange(self._key("__heartbeats__"), 0, -1, withscores=True),
+            "read the heartbeats"))
+        return {_text(w): score for w, score in scored}
+
+    def _registry(self, beats: dict[str, float]) -> list[dict[str, Any]]:
+        """The registry entries of workers still in the heartbeat set (the others are
+        deleted: their worker is gone)."""
+        raw = cast("dict[bytes, bytes]", self._read(
+            lambda: self.client.hgetall(self._key("__liteq__.workers")), "read the workers"))
+        entries, gone = [], []
+        for worker, data in raw.items():
+            wid = _text(worker)
+            if wid not in beats:
+                gone.append(wid)
+                continue
+            try:
+                entry = json.loads(data)
+            except ValueError:
+                continue
+            entry["heartbeat_at"] = max(int(beats[wid]), int(entry.get("heartbeat_at") or 0))
+            for field, default in (("threads", 0), ("running", []), ("running_queues", {}),
+                                   ("processed", 0), ("succeeded", 0), ("failed", 0),
+                                   ("activity", {})):
+                entry.setdefault(field, default)
+            entries.append(entry)
+        if gone:
+            self._read(lambda: self.client.hdel(self._key("__liteq__.workers"), *gone),
+                       "forget gone workers")
+        return entries
+
+    def _names(self, entries: list[dict[str, Any]]) -> list[str]:
+        names = self._scan() | set(self.broker.queues)
+        for entry in entries:
+            names.update(q for q in entry.get("queues", ()) if isinstance(q, str))
+        return sorted(names)
+
+    def queues(self) -> dict[str, QueueCounts]:
+        beats = self._heartbeats()
+        entries = self._registry(beats)
+        names = self._names(entries)
+        if not names:
+            return {}
+        key, workers = self._key, list(beats)
+
+        def read() -> list[Any]:
+            with self.client.pipeline(transaction=False) as pipe:
+                for name in names:
+                    pipe.llen(key(name))
+                    pipe.llen(key(name + ".DQ"))
+                    pipe.zcard(key(name + ".XQ"))
+                    pipe.hmget(key("__liteq__.counts." + name), list(COUNTERS))
+                    for w in workers:
+                        pipe.scard(key(f"__acks__.{w}.{name}"))
+                        pipe.scard(key(f"__acks__.{w}.{name}.DQ"))
+                return pipe.execute()
+
+        found = iter(self._read(read, "count the queues"))
+        fresh = current_millis() - self.broker.heartbeat_timeout
+        running: dict[str, int] = {}
+        for entry in entries:
+            if entry["heartbeat_at"] >= fresh and isinstance(entry["running_queues"], dict):
+                for name, n in entry["running_queues"].items():
+                    running[name] = running.get(name, 0) + int(n)
+        result = {}
+        for name in names:
+            ready, delayed, dead, counters = next(found), next(found), next(found), next(found)
+            claimed = held = 0
+            for _ in workers:
+                claimed += next(found)
+                held += next(found)
+            totals = [int(v) if v is not None else 0 for v in counters]
+            result[name] = QueueCounts(ready, delayed + held, claimed, running.get(name, 0),
+                                       dead, *totals)
+        return result
+
+    def workers(self) -> list[dict[str, Any]]:
+        entries = self._registry(self._heartbeats())
+        return sorted(entries, key=lambda e: (str(e.get("host")), e.get("pid") or 0,
+                                              str(e.get("owner"))))
+
+    def oldest_ready(self, queue_name: str) -> int | None:
+        """When the message at the head of ``queue_name`` became due: its ETA, its last
+        retry's time, or its creation, whichever is latest."""
+        key = self._key(queue_name)
+
+        def read() -> bytes | None:
+            head = self.client.lindex(key, 0)
+            return None if head is None else cast("bytes | None",
+                                                  self.client.hget(key + ".msgs", head))
+
+        body = self._read(read, f"read the head of {queue_name!r}")
+        if body is None:
+            return None
+        try:
+            message = Message.decode(body)
+        except DecodeError:
+            return None
+        times = [message.message_timestamp]
+        for option in ("eta", "requeue_timestamp"):
+            value = message.options.get(option)
+            if isinstance(value, int) and not isinstance(value, bool):
+                times.append(value)
+        return max(times)
+
+    # -- dead letters ---------------------------------------------------------------------
+    def _dead_queues(self, queue_name: str | None, rescan: bool = False) -> list[str]:
+        """``[queue_name]``, else every known queue (scanned afresh when ``rescan``: a
+        dead letter to change may be newer than the last scan)."""
+        if queue_name is not None:
+            return [queue_name]
+        if rescan:
+            self._scanned_at = -SCAN_INTERVAL
+        return self._names([])
+
+    def _letters(self, pairs: list[tuple[str, str, float]]) -> list[DeadLetter]:
+        """Dead letters of ``(queue, id, score)``, bodies read in one pipeline."""
+        def read() -> list[Any]:
+            with self.client.pipeline(transaction=False) as pipe:
+                for queue, rid, _ in pairs:
+                    pipe.hget(self._key(queue + ".XQ.msgs"), rid)
+                return pipe.execute()
+
+        bodies = self._read(read, "read dead letters") if pairs else []
+        letters = []
+        for (queue, rid, score), body in zip(pairs, bodies, strict=True):
+            if body is not None:
+                letters.append(_letter(queue, rid, score, body))
+        return letters
+
+    def _scored(self, queues: list[str], limit: int | None, newest: bool
+                ) -> list[tuple[str, str, float]]:
+        """``(queue, id, died at)`` of the dead letters of ``queues``, oldest (or newest)
+        first, at most ``limit``."""
+        stop = -1 if limit is None else limit - 1
+
+        def read() -> list[Any]:
+            with self.client.pipeline(transaction=False) as pipe:
+                for queue in queues:
+                    pipe.zrange(self._key(queue + ".XQ"), 0, stop, desc=newest,
+                                withscores=True)
+                return pipe.execute()
+
+        runs = self._read(read, "list dead letters") if queues else []
+        merged = heapq.merge(
+            *([(score, queue, _text(rid)) for rid, score in run]
+              for queue, run in zip(queues, runs, strict=True)),
+            reverse=newest)
+        pairs = [(queue, rid, score) for score, queue, rid in merged]
+        return pairs if limit is None else pairs[:limit]
+
+    def dead_letters(self, queue_name: str | None = None, limit: int | None = None
+                     ) -> list[DeadLetter]:
+        return self._letters(self._scored(self._dead_queues(queue_name), limit, False))
+
+    def recent_dead(self, limit: int) -> list[DeadLetter]:
+        return self._letters(self._scored(self._dead_queues(None), limit, True))
+
+    def _locate(self, ids: Iterable[str]) -> list[tuple[str, str, float]]:
+        """``(queue, id, died at)`` of the dead letters among ``ids``, wherever they are."""
+        ids = list(dict.fromkeys(ids))
+        queues = self._dead_queues(None, rescan=True)
+
+        def read() -> list[Any]:
+            with self.client.pipeline(transaction=False) as pipe:
+                for rid in ids:
+                    for queue in queues:
+                        pipe.zscore(self._key(queue + ".XQ"), rid)
+                return pipe.execute()
+
+        scores = iter(self._read(read, "find dead letters") if ids and queues else [])
+        found = []
+        for rid in ids:
+            for queue in queues:
+                score = next(scores)
+                if score is not None:
+                    found.append((queue, rid, score))
+        return found
+
+    def dead_letter(self, dead_id: str) -> DeadLetter | None:
+        letters = self._letters(self._locate([dead_id])[:1])
+        return letters[0] if letters else None
+
+    def _targets(self, ids: list[str] | None, queue_name: str | None
+                 ) -> list[tuple[str, str, float]]:
+        if ids is not None:
+            return self._locate(ids)
+        return self._scored(self._dead_queues(queue_name, rescan=True), None, False)
+
+    def requeue_dead(self, ids: list[str] | None = None, *, queue_name: str | None = None,
+                     progress: Progress | None = None) -> int:
+        """Move dead letters back to the end of their queue, as ready messages with the
+        body they were sent with (without liteq's reason and time of death)."""
+        def ops(batch: list[tuple[str, str, float]]) -> list[Any]:
+            out: list[Any] = []
+            for letter in self._letters(batch):
+                out += ["Q", letter.queue, letter.id, revived_body(letter.body)]
+            return out
+
+        return self._in_batches(self._targets(ids, queue_name), ops, progress,
+                                "requeue dead letters")
+
+    def purge_dead(self, ids: list[str] | None = None, *, queue_name: str | None = None,
+                   progress: Progress | None = None) -> int:
+        def ops(batch: list[tuple[str, str, float]]) -> list[Any]:
+            return [x for queue, rid, _ in batch for x in ("D", queue, rid)]
+
+        return self._in_batches(self._targets(ids, queue_name), ops, progress,
+                                "delete dead letters")
+
+    def _in_batches(self, targets: list[tuple[str, str, float]], ops: Any,
+                    progress: Progress | None, what: str) -> int:
+        done = 0
+        for start in range(0, len(targets), BATCH):
+            batch = ops(targets[start:start + BATCH])
+            if batch:
+                done += sum(int(n) for n in self.broker._call(batch, what=what))
+            if progress:
+                progress(min(start + BATCH, len(targets)))
+        return done
+
+    def purge(self, queue_name: str) -> int:
+        found = self.broker._call(["X", queue_name, "X", queue_name + ".DQ"],
+                                  what=f"purge {queue_name!r}")
+        return sum(int(n) for n in found)
+
+
+def _letter(queue: str, rid: str, score: float, body: bytes) -> DeadLetter:
+    """A dead letter of ``queue`` from its id, its score in ``q.XQ`` (when it died: also
+    set by Dramatiq workers) and its body."""
+    message, reason, trace, _ = read_dead(body)
+    return DeadLetter(
+        id=rid, queue=queue,
+        message_id=message.message_id if message is not None else rid,
+        actor_name=message.actor_name if message is not None else None,
+        priority=0, body=body, reason=reason, traceback=trace, deliveries=None,
+        failed_at=int(score))
