@@ -109,8 +109,9 @@ def test_enqueue_writes_dramatiqs_layout(broker, r, ns):
         # The dead letter is the body sent plus why and when it died (options Dramatiq
         # ignores).
         dead = json.loads(r.hget(f"{ns}:emails.XQ.msgs", rid))
-        assert dead.pop("options") == dict(envelope["options"], dead_lettered_at=ANY,
-                                           dead_letter_reason="failed by middleware")
+        assert dead.pop("options") == dict(envelope["options"], failed_at=ANY,
+                                           failure_reason="failed by middleware",
+                                           traceback=None)
         assert dead == {k: v for k, v in envelope.items() if k != "options"}
         assert r.hlen(f"{ns}:emails.msgs") == 0
         [letter] = broker.dead_letters
@@ -197,7 +198,11 @@ def test_dead_letters_after_retries_and_fail_fast_join(broker, r, ns):
         broker.join("default", timeout=30000)
     assert len(attempts) == 3
     [dead] = broker.dead_letters
-    assert dead.message_id == sent.message_id and dead.options["retries"] == 2  # as last enqueued
+    # The message as the worker last held it (as on SQLite): Retries counted the last
+    # attempt before giving up; the traceback and reason came along.
+    assert dead.message_id == sent.message_id and dead.options["retries"] == 3
+    assert dead.options["failure_reason"] == "RuntimeError: always"
+    assert "RuntimeError: always" in dead.options["traceback"]
     assert r.zcard(f"{ns}:default.XQ") == 1
     # flush keeps dead letters; flush_all deletes them.
     broker.flush("default")

@@ -22,7 +22,7 @@ Keys (``ns`` is the namespace, ``q`` a queue, ``id`` the ``redis_message_id`` op
   ``ns:__liteq__.counts.<q>`` (lifetime counters of acks and nacks) and
   ``ns:__liteq__.workers`` (the worker registry), read by
   :mod:`liteq.brokers.redis.inspect`. A dead-lettered body carries its traceback,
-  reason and time of death as options (:mod:`liteq.brokers.dead_letter`).
+  reason and time of failure as options (:mod:`liteq.brokers.failure`).
 
 Every change is one call of one Lua script (``script.lua``, run by
 :mod:`liteq.brokers.redis.script`): a list of operations (enqueue, ack, nack, requeue,

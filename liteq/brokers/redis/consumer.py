@@ -26,7 +26,7 @@ from ...broker import BatchConsumer, MessageProxy
 from ...common import current_millis, dq_name, q_name
 from ...errors import DecodeError
 from ...message import Message
-from ..dead_letter import dead_body
+from ..failure import dead_letter_body
 
 if TYPE_CHECKING:
     # Type-only, and mutual by nature: the broker builds its consumers, which use it.
@@ -102,9 +102,9 @@ class RedisConsumer(BatchConsumer):
     def _settle_op(proxy: MessageProxy) -> list[Any]:
         """The script's ack or nack of ``proxy``: a nack keeps the body with why it died;
         an ack says whether the attempt raised (and was retried)."""
-        queue, rid, sent = proxy.handle
+        queue, rid = proxy.handle
         if proxy.failed:
-            return ["N", queue, rid, dead_body(proxy, sent), "1"]
+            return ["N", queue, rid, dead_letter_body(proxy), "1"]
         return ["A", queue, rid, "0" if proxy._exception is None else "1"]
 
     def exchange(self, done: list[MessageProxy], want: int) -> list[MessageProxy]:
@@ -126,7 +126,7 @@ class RedisConsumer(BatchConsumer):
         while held and held[0][0] <= now:
             promoted.append(heapq.heappop(held))
             proxy = promoted[-1][2]
-            dq, old, _ = proxy.handle
+            dq, old = proxy.handle
             message = proxy._message
             options = dict(message.options)
             options.pop("eta", None)
@@ -167,9 +167,7 @@ class RedisConsumer(BatchConsumer):
                                          rid, queue, e)
                 self._bad.append((queue, rid))
                 continue
-            # The handle keeps the body as sent: a dead letter is that body plus why
-            # it died, not the message as middleware changed it (e.g. its retries).
-            proxy = MessageProxy(message, handle=(queue, rid, found[index + 2]))
+            proxy = MessageProxy(message, handle=(queue, rid))
             if queue.endswith(".DQ"):
                 eta = message.options.get("eta")
                 if isinstance(eta, bool) or not isinstance(eta, (int, float)):
@@ -185,15 +183,14 @@ class RedisConsumer(BatchConsumer):
     def nack(self, message: MessageProxy) -> None:
         if message._exception is not None:
             self.broker.record_failure(message.handle[0], message._exception)
-        queue, rid, sent = message.handle
-        self.broker._call(["N", queue, rid, dead_body(message, sent), "1"], self.worker_id,
-                          "dead-letter")
+        self.broker._call(["N", *message.handle, dead_letter_body(message), "1"],
+                          self.worker_id, "dead-letter")
 
     def requeue(self, messages: Iterable[MessageProxy]) -> None:
         """Put fetched, unstarted messages back at the end of their queue."""
         ops: list[Any] = []
         for proxy in messages:
-            ops += ["R", *proxy.handle[:2]]
+            ops += ["R", *proxy.handle]
         if ops:
             self.broker._call(ops, self.worker_id, "requeue")
 
@@ -266,7 +263,7 @@ class RedisConsumer(BatchConsumer):
         self._closed = True
         ops: list[Any] = []
         for _, _, proxy in self._held:
-            ops += ["R", *proxy.handle[:2]]
+            ops += ["R", *proxy.handle]
         self._held = []
         for queue, rid in self._bad:
             ops += ["N", queue, rid, "", "0"]

@@ -19,12 +19,14 @@ messages themselves):
   worker id is in ``__heartbeats__``.
 
 A dead letter's :attr:`~liteq.brokers.inspect.DeadLetter.id` is its Redis message id
-(the member of ``q.XQ``); its reason, traceback and time of death are the options
-:mod:`liteq.brokers.dead_letter` wrote into its body.
+(the member of ``q.XQ``); its reason and traceback are the options
+:func:`liteq.brokers.failure.dead_letter_body` wrote into its body, its time of death
+its score in ``q.XQ`` (Dramatiq workers set it too).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import json
 import re
@@ -35,7 +37,6 @@ from typing import TYPE_CHECKING, Any, cast
 from ...common import current_millis
 from ...errors import DecodeError
 from ...message import Message
-from ..dead_letter import read_dead, revived_body
 from ..inspect import DeadLetter, Inspector, Progress, QueueCounts
 
 if TYPE_CHECKING:
@@ -46,6 +47,10 @@ SCAN_INTERVAL = 5.0
 #: Dead letters moved or deleted per script call.
 BATCH = 500
 COUNTERS = ("succeeded", "failed", "retried", "dead_lettered")
+#: The options a dead-lettered body gained (liteq.brokers.failure), dropped on requeue.
+DEATH_OPTIONS = ("failure_reason", "failed_at")
+#: The reason of a dead letter whose body carries none (a Dramatiq worker's).
+NO_REASON = "no reason recorded (dead-lettered by a worker that does not write one)"
 _SPECIAL = ("__acks__.", "__heartbeats__", "__liteq__.")
 
 
@@ -328,11 +333,33 @@ class RedisInspector(Inspector):
 
 def _letter(queue: str, rid: str, score: float, body: bytes) -> DeadLetter:
     """A dead letter of ``queue`` from its id, its score in ``q.XQ`` (when it died: also
-    set by Dramatiq workers) and its body."""
-    message, reason, trace, _ = read_dead(body)
+    set by Dramatiq workers) and its body (an undecodable body's reason says why)."""
+    message: Message[Any] | None
+    try:
+        message = Message.decode(body)
+    except DecodeError as e:
+        message, reason, trace = None, f"undecodable: {e}", None
+    else:
+        found, trace = message.options.get("failure_reason"), message.options.get("traceback")
+        reason = found if isinstance(found, str) else NO_REASON
     return DeadLetter(
         id=rid, queue=queue,
         message_id=message.message_id if message is not None else rid,
         actor_name=message.actor_name if message is not None else None,
-        priority=0, body=body, reason=reason, traceback=trace, deliveries=None,
+        priority=0, body=body, reason=reason,
+        traceback=trace if isinstance(trace, str) else None, deliveries=None,
         failed_at=int(score))
+
+
+def revived_body(body: bytes) -> bytes:
+    """A dead letter's body to enqueue again: as it was sent, without the reason and
+    time of failure (an undecodable body is moved as it is). Its ``retries`` stay, as
+    the SQLite broker's requeue keeps them."""
+    try:
+        message = Message.decode(body)
+    except DecodeError:
+        return body
+    if not any(name in message.options for name in DEATH_OPTIONS):
+        return body
+    options = {k: v for k, v in message.options.items() if k not in DEATH_OPTIONS}
+    return dataclasses.replace(message, options=options).encode()

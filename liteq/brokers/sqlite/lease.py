@@ -31,7 +31,7 @@ from ...broker import BatchConsumer, MessageProxy
 from ...common import current_millis
 from ...errors import DecodeError
 from ...message import Message
-from ..dead_letter import failure_reason
+from ..failure import failure_reason
 from . import counts
 from . import schema as q
 from .counts import Tally
