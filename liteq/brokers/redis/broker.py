@@ -19,8 +19,10 @@ Keys (``ns`` is the namespace, ``q`` a queue, ``id`` the ``redis_message_id`` op
 * liteq's own additions, which Dramatiq ignores: ``ns:__liteq__.notify.<q>`` (a
   one-element list pushed on enqueue, on which idle liteq consumers block instead of
   polling), ``ns:__liteq__.wake.<uuid>`` (a consumer's private wake-up list),
-  ``ns:__liteq__.counts.<q>`` (lifetime counters of acks and nacks) and
-  ``ns:__liteq__.workers`` (the worker registry), read by
+  ``ns:__liteq__.counts.<q>`` (lifetime counters of acks and nacks),
+  ``ns:__liteq__.workers`` (the worker registry), ``ns:__liteq__.queues`` (the queues
+  liteq enqueued on) and ``ns:__liteq__.dead_clock`` (orders dead letters that died in
+  the same millisecond), read by
   :mod:`liteq.brokers.redis.inspect`. A dead-lettered body carries its traceback,
   reason and time of failure as options (:mod:`liteq.brokers.failure`).
 

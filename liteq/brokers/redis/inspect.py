@@ -4,9 +4,10 @@ Everything is read from Dramatiq's key layout plus liteq's own keys, in a few pi
 round trips whatever the number of messages (lengths and cardinalities, never the
 messages themselves):
 
-- **queues**: those whose keys exist (``SCAN`` of the namespace, repeated at most every
-  ``SCAN_INTERVAL`` seconds by a long-lived inspector), with lifetime counters, or
-  consumed by a registered worker;
+- **queues**: those liteq producers wrote to (``__liteq__.queues``), those consumed by a
+  registered worker, and those with keys in the namespace (Dramatiq's producers write
+  no list of queues): a whole ``SCAN`` first, then one bounded ``SCAN`` step per
+  refresh of a long-lived inspector (``liteq top``);
 - **ready** = ``LLEN q``; **delayed** = ``LLEN q.DQ`` + the delayed messages consumers
   fetched and hold until their ETA (the ack sets ``__acks__.<worker>.q.DQ``);
   **claimed** = the ack sets ``__acks__.<worker>.q`` of the workers in the heartbeat set;
@@ -30,7 +31,6 @@ import dataclasses
 import heapq
 import json
 import re
-import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, cast
 
@@ -42,8 +42,8 @@ from ..inspect import DeadLetter, Inspector, Progress, QueueCounts
 if TYPE_CHECKING:
     from .broker import RedisBroker
 
-#: Seconds a long-lived inspector (``liteq top``) reuses the queue names a SCAN found.
-SCAN_INTERVAL = 5.0
+#: Keys one refresh's SCAN call looks at (a pass over a big database spans refreshes).
+SCAN_STEP = 2000
 #: Dead letters moved or deleted per script call.
 BATCH = 500
 COUNTERS = ("succeeded", "failed", "retried", "dead_lettered")
@@ -52,6 +52,7 @@ DEATH_OPTIONS = ("failure_reason", "failed_at")
 #: The reason of a dead letter whose body carries none (a Dramatiq worker's).
 NO_REASON = "no reason recorded (dead-lettered by a worker that does not write one)"
 _SPECIAL = ("__acks__.", "__heartbeats__", "__liteq__.")
+_COUNTS = "__liteq__.counts."
 
 
 def _glob_escape(text: str) -> str:
@@ -70,8 +71,11 @@ class RedisInspector(Inspector):
         self.client = broker.client
         self.ns = broker.namespace
         self.url = broker._location
-        self._scanned: set[str] = set()
-        self._scanned_at = -SCAN_INTERVAL
+        #: SCAN state: the cursor of the pass under way (None before the first, whole
+        #: scan), the queues of the last complete pass and of the one under way.
+        self._cursor: int | None = None
+        self._found: set[str] = set()
+        self._pass: set[str] = set()
 
     def _key(self, name: str) -> str:
         return f"{self.ns}:{name}"
@@ -80,42 +84,61 @@ class RedisInspector(Inspector):
         return self.broker._retrying(fn, what)
 
     # -- queues -------------------------------------------------------------------------
-    def _scan(self) -> set[str]:
-        """Queue names that have keys in the namespace (SCAN, cached ``SCAN_INTERVAL``)."""
-        now = time.monotonic()
-        if now - self._scanned_at < SCAN_INTERVAL:
-            return self._scanned
-        prefix = self.ns + ":"
-        counts = "__liteq__.counts."
-        found: set[str] = set()
-        for raw in self._read(lambda: list(self.client.scan_iter(
-                match=_glob_escape(prefix) + "*", count=10000)), "list the queues"):
-            name = _text(raw)[len(prefix):]
-            if name.startswith(counts):
-                found.add(name[len(counts):])
-                continue
-            if name.startswith(_SPECIAL):
-                continue
-            name = name.removesuffix(".msgs")
-            if name.endswith((".DQ", ".XQ")):
-                name = name[:-3]
-            found.add(name)
-        self._scanned, self._scanned_at = found, now
-        return found
+    def _queue_of(self, key: bytes | str) -> str | None:
+        """The queue a key of the namespace belongs to, or None for liteq's own keys."""
+        name = _text(key)[len(self.ns) + 1:]
+        if name.startswith(_COUNTS):
+            return name[len(_COUNTS):]
+        if name.startswith(_SPECIAL):
+            return None
+        name = name.removesuffix(".msgs")
+        return name[:-3] if name.endswith((".DQ", ".XQ")) else name
 
-    def _heartbeats(self) -> dict[str, float]:
-        scored = cast("list[tuple[bytes, float]]", self._read(
-            lambda: self.client.zrange(self._key("__heartbeats__"), 0, -1, withscores=True),
-            "read the heartbeats"))
-        return {_text(w): score for w, score in scored}
+    def _scan(self, full: bool = False) -> set[str]:
+        """Queues with keys in the namespace: a whole SCAN the first time (or when
+        ``full``), then one ``SCAN_STEP`` of a new pass per call, so that a refresh costs
+        one bounded call however many other keys the database holds."""
+        match = _glob_escape(self.ns + ":") + "*"
+        if full or self._cursor is None:
+            keys = self._read(lambda: list(self.client.scan_iter(match=match,
+                                                                  count=SCAN_STEP * 5)),
+                              "list the queues")
+            self._found = {q for q in map(self._queue_of, keys) if q is not None}
+            self._pass, self._cursor = set(), 0
+            return set(self._found)
+        cursor, keys = self._read(
+            lambda: self.client.scan(self._cursor or 0, match=match, count=SCAN_STEP),
+            "list the queues")
+        self._pass.update(q for q in map(self._queue_of, keys) if q is not None)
+        if cursor == 0:
+            self._found, self._pass = self._pass, set()
+        self._cursor = cursor
+        return self._found | self._pass
 
-    def _registry(self, beats: dict[str, float]) -> list[dict[str, Any]]:
+    def _overview(self, full_scan: bool = False
+                  ) -> tuple[dict[str, float], list[dict[str, Any]], list[str]]:
+        """The heartbeats, the live registry entries and every known queue name."""
+        def read() -> list[Any]:
+            with self.client.pipeline(transaction=False) as pipe:
+                pipe.zrange(self._key("__heartbeats__"), 0, -1, withscores=True)
+                pipe.hgetall(self._key("__liteq__.workers"))
+                pipe.smembers(self._key("__liteq__.queues"))
+                return pipe.execute()
+
+        scored, registry, known = self._read(read, "read the workers and queues")
+        beats = {_text(w): score for w, score in scored}
+        entries = self._entries(beats, registry)
+        names = self._scan(full_scan) | {_text(q) for q in known} | set(self.broker.queues)
+        for entry in entries:
+            names.update(q for q in entry.get("queues", ()) if isinstance(q, str))
+        return beats, entries, sorted(names)
+
+    def _entries(self, beats: dict[str, float], registry: dict[bytes, bytes]
+                 ) -> list[dict[str, Any]]:
         """The registry entries of workers still in the heartbeat set (the others are
         deleted: their worker is gone)."""
-        raw = cast("dict[bytes, bytes]", self._read(
-            lambda: self.client.hgetall(self._key("__liteq__.workers")), "read the workers"))
         entries, gone = [], []
-        for worker, data in raw.items():
+        for worker, data in registry.items():
             wid = _text(worker)
             if wid not in beats:
                 gone.append(wid)
@@ -135,16 +158,8 @@ class RedisInspector(Inspector):
                        "forget gone workers")
         return entries
 
-    def _names(self, entries: list[dict[str, Any]]) -> list[str]:
-        names = self._scan() | set(self.broker.queues)
-        for entry in entries:
-            names.update(q for q in entry.get("queues", ()) if isinstance(q, str))
-        return sorted(names)
-
     def queues(self) -> dict[str, QueueCounts]:
-        beats = self._heartbeats()
-        entries = self._registry(beats)
-        names = self._names(entries)
+        beats, entries, names = self._overview()
         if not names:
             return {}
         key, workers = self._key, list(beats)
@@ -181,7 +196,7 @@ class RedisInspector(Inspector):
         return result
 
     def workers(self) -> list[dict[str, Any]]:
-        entries = self._registry(self._heartbeats())
+        _, entries, _ = self._overview()
         return sorted(entries, key=lambda e: (str(e.get("host")), e.get("pid") or 0,
                                               str(e.get("owner"))))
 
@@ -215,9 +230,7 @@ class RedisInspector(Inspector):
         dead letter to change may be newer than the last scan)."""
         if queue_name is not None:
             return [queue_name]
-        if rescan:
-            self._scanned_at = -SCAN_INTERVAL
-        return self._names([])
+        return self._overview(full_scan=rescan)[2]
 
     def _letters(self, pairs: list[tuple[str, str, float]]) -> list[DeadLetter]:
         """Dead letters of ``(queue, id, score)``, bodies read in one pipeline."""
@@ -295,8 +308,8 @@ class RedisInspector(Inspector):
 
     def requeue_dead(self, ids: list[str] | None = None, *, queue_name: str | None = None,
                      progress: Progress | None = None) -> int:
-        """Move dead letters back to the end of their queue, as ready messages with the
-        body they were sent with (without liteq's reason and time of death)."""
+        """Move dead letters back to the end of their queue, as ready messages (without
+        the reason and time of failure their body gained, see :func:`revived_body`)."""
         def ops(batch: list[tuple[str, str, float]]) -> list[Any]:
             out: list[Any] = []
             for letter in self._letters(batch):

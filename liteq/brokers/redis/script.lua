@@ -4,6 +4,7 @@
 -- dead workers, C close, X flush, H publish the worker's registry entry, Q requeue a
 -- dead letter, D delete a dead letter); returns (queue, id, body) triples for what F
 -- fetched (W, X, Q and D, alone in a call, push counts of what they moved instead).
+-- E records its queue in ns:__liteq__.queues (once per call), for liteq's inspector.
 -- A and N add to the queue's lifetime counters (ns:__liteq__.counts.<queue>, a hash of
 -- succeeded, failed, retried, dead_lettered), written once per queue at the end.
 local ns = KEYS[1]
@@ -31,6 +32,18 @@ local function glob_escape(s) return (string.gsub(s, "([%*%?%[%]\\])", "\\%1")) 
 local function forget(w)
   redis.call("zrem", heartbeats, w)
   redis.call("hdel", registry, w)
+end
+
+-- The score of a dead letter in q.XQ: the time it died (ms, as Dramatiq scores it),
+-- plus a thousandth per earlier death in the same millisecond, so that dead letters
+-- list in the order they died.
+local function death_score()
+  local clock = ns .. ":__liteq__.dead_clock"
+  local last = redis.call("hmget", clock, "ms", "n")
+  local n = 0
+  if tonumber(last[1]) == now then n = tonumber(last[2]) + 1 end
+  redis.call("hset", clock, "ms", now, "n", n)
+  return now + math.min(n, 999) / 1000
 end
 
 -- Lifetime counters, summed per queue over the call: queue -> {field -> n}.
@@ -89,6 +102,7 @@ local function release_worker(w)
 end
 
 local out = {}
+local known = {}  -- queues this call recorded in ns:__liteq__.queues
 local i = 6
 local n = #ARGV
 while i <= n do
@@ -98,6 +112,11 @@ while i <= n do
     redis.call("hset", key .. ".msgs", ARGV[i + 2], ARGV[i + 3])
     redis.call("rpush", key, ARGV[i + 2])
     poke(ARGV[i + 1])
+    local q = base(ARGV[i + 1])
+    if not known[q] then
+      known[q] = true
+      redis.call("sadd", ns .. ":__liteq__.queues", q)
+    end
     i = i + 4
   elseif op == "A" then  -- ack: queue, id, "1" if the attempt raised and was retried
     local q, id = ARGV[i + 1], ARGV[i + 2]
@@ -120,7 +139,7 @@ while i <= n do
       if body then
         if ARGV[i + 3] ~= "" then body = ARGV[i + 3] end
         local xq = ns .. ":" .. base(q) .. ".XQ"
-        redis.call("zadd", xq, now, id)
+        redis.call("zadd", xq, death_score(), id)
         redis.call("hset", xq .. ".msgs", id, body)
         redis.call("hdel", msgs, id)
         if ARGV[i + 4] == "1" then tally_add(base(q), "failed") end
