@@ -11,7 +11,7 @@ messages themselves):
 - **ready** = ``LLEN q``; **delayed** = ``LLEN q.DQ`` + the delayed messages consumers
   fetched and hold until their ETA (the ack sets ``__acks__.<worker>.q.DQ``);
   **claimed** = the ack sets ``__acks__.<worker>.q`` of the workers in the heartbeat set;
-  **running** = the ``running_queues`` of the live registry entries; **dead** =
+  **running** = the ``running_queues`` of the registry entries not stale; **dead** =
   ``ZCARD q.XQ``;
 - **succeeded / failed / retried / dead_lettered**: ``__liteq__.counts.<q>``, which the
   script adds to as liteq consumers acknowledge (Dramatiq workers do not count);
@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, cast
 from ...common import current_millis
 from ...errors import DecodeError
 from ...message import Message
-from ..inspect import DeadLetter, Inspector, Progress, QueueCounts
+from ..inspect import STALE_AFTER_MS, DeadLetter, Inspector, Progress, QueueCounts
 
 if TYPE_CHECKING:
     from .broker import RedisBroker
@@ -177,7 +177,7 @@ class RedisInspector(Inspector):
                 return pipe.execute()
 
         found = iter(self._read(read, "count the queues"))
-        fresh = current_millis() - self.broker.heartbeat_timeout
+        fresh = current_millis() - STALE_AFTER_MS
         running: dict[str, int] = {}
         for entry in entries:
             if entry["heartbeat_at"] >= fresh and isinstance(entry["running_queues"], dict):
