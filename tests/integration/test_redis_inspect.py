@@ -279,17 +279,38 @@ def test_dramatiq_reads_liteq_dead_letters_and_liteq_reads_dramatiqs(broker, r, 
         peer.close()
 
 
-def test_a_refresh_reads_in_a_few_round_trips_whatever_the_queue_length(broker, r, ns):
-    """The counts of 20,000 queued messages: lengths only, a handful of commands."""
-    send(broker, 20000)
-    send(broker, 100, delay=HOUR)
-    inspector = RedisInspector(broker)
-    inspector.queues()  # the first call scans the namespace
-    r.config_resetstat()
-    assert inspector.queues()["q"].ready == 20000
-    inspector.workers()
-    inspector.recent_dead(10)
-    inspector.oldest_ready("q")
-    stats = r.info("commandstats")
-    calls = sum(v["calls"] for k, v in stats.items() if k != "cmdstat_info")
-    assert calls < 30, stats
+def test_a_top_refresh_costs_the_same_few_round_trips_for_any_queue_and_message_count(
+        broker, r, ns, monkeypatch):
+    """One ``liteq top`` refresh (snapshot + extras) sends the same handful of requests
+    for 2 queues of 10 messages as for 20 queues of 1,000: lengths, never messages."""
+    from liteq.ops.monitor import extras
+    from liteq.ops.snapshot import snapshot
+
+    sent: list[int] = []
+    real = redis.connection.Connection.send_packed_command
+
+    def counted(self: Any, command: Any, check_health: bool = True) -> None:
+        sent.append(1)
+        real(self, command, check_health)
+
+    def refresh_cost(queues: int, each: int) -> int:
+        for q in range(queues):
+            broker.declare_queue(f"q{q}")
+            send(broker, each, queue=f"q{q}")
+            send(broker, 2, queue=f"q{q}", delay=HOUR)
+        _dead_by_liteq(broker)
+        inspector = RedisInspector(broker)
+        extras(inspector, snapshot(inspector))  # the first refresh scans the namespace
+        monkeypatch.setattr(redis.connection.Connection, "send_packed_command", counted)
+        sent.clear()
+        snap = snapshot(inspector)
+        extra = extras(inspector, snap)
+        monkeypatch.undo()
+        assert snap["queues"]["q1"]["ready"] == each and extra["recent_dead"]
+        assert set(extra["oldest_ready_age_ms"]) >= {f"q{q}" for q in range(queues)}
+        return len(sent)
+
+    small = refresh_cost(2, 10)
+    broker.flush_all()
+    big = refresh_cost(20, 1000)
+    assert small == big <= 8, (small, big)

@@ -31,8 +31,9 @@ import dataclasses
 import heapq
 import json
 import re
+import time
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from ...common import current_millis
 from ...errors import DecodeError
@@ -44,6 +45,9 @@ if TYPE_CHECKING:
 
 #: Keys one refresh's SCAN call looks at (a pass over a big database spans refreshes).
 SCAN_STEP = 2000
+#: Seconds the queue names and queue heads one call read are reused by the calls that
+#: follow it in the same refresh (``liteq top`` reads the counts, then the extras).
+REUSE = 1.0
 #: Dead letters moved or deleted per script call.
 BATCH = 500
 COUNTERS = ("succeeded", "failed", "retried", "dead_lettered")
@@ -76,6 +80,11 @@ class RedisInspector(Inspector):
         self._cursor: int | None = None
         self._found: set[str] = set()
         self._pass: set[str] = set()
+        #: What the last calls read, for the calls of the same refresh (see REUSE):
+        #: (when, queue names) and (when, queue -> head id, queue -> when it was due).
+        self._names: tuple[float, list[str]] = (-REUSE, [])
+        self._heads: tuple[float, dict[str, bytes | None], dict[str, int] | None] = (
+            -REUSE, {}, None)
 
     def _key(self, name: str) -> str:
         return f"{self.ns}:{name}"
@@ -115,9 +124,10 @@ class RedisInspector(Inspector):
         self._cursor = cursor
         return self._found | self._pass
 
-    def _overview(self, full_scan: bool = False
+    def _overview(self, full_scan: bool = False, names: bool = True
                   ) -> tuple[dict[str, float], list[dict[str, Any]], list[str]]:
-        """The heartbeats, the live registry entries and every known queue name."""
+        """The heartbeats, the live registry entries and (unless not ``names``) every
+        known queue name."""
         def read() -> list[Any]:
             with self.client.pipeline(transaction=False) as pipe:
                 pipe.zrange(self._key("__heartbeats__"), 0, -1, withscores=True)
@@ -128,10 +138,20 @@ class RedisInspector(Inspector):
         scored, registry, known = self._read(read, "read the workers and queues")
         beats = {_text(w): score for w, score in scored}
         entries = self._entries(beats, registry)
-        names = self._scan(full_scan) | {_text(q) for q in known} | set(self.broker.queues)
+        if not names:
+            return beats, entries, []
+        found = self._scan(full_scan) | {_text(q) for q in known} | set(self.broker.queues)
         for entry in entries:
-            names.update(q for q in entry.get("queues", ()) if isinstance(q, str))
-        return beats, entries, sorted(names)
+            found.update(q for q in entry.get("queues", ()) if isinstance(q, str))
+        self._names = (time.monotonic(), sorted(found))
+        return beats, entries, self._names[1]
+
+    def _recent_names(self) -> list[str]:
+        """The queue names of the last overview if it is from this refresh, else anew."""
+        at, names = self._names
+        if time.monotonic() - at < REUSE:
+            return names
+        return self._overview()[2]
 
     def _entries(self, beats: dict[str, float], registry: dict[bytes, bytes]
                  ) -> list[dict[str, Any]]:
@@ -167,6 +187,7 @@ class RedisInspector(Inspector):
         def read() -> list[Any]:
             with self.client.pipeline(transaction=False) as pipe:
                 for name in names:
+                    pipe.lindex(key(name), 0)
                     pipe.llen(key(name))
                     pipe.llen(key(name + ".DQ"))
                     pipe.zcard(key(name + ".XQ"))
@@ -183,8 +204,9 @@ class RedisInspector(Inspector):
             if entry["heartbeat_at"] >= fresh and isinstance(entry["running_queues"], dict):
                 for name, n in entry["running_queues"].items():
                     running[name] = running.get(name, 0) + int(n)
-        result = {}
+        result, heads = {}, {}
         for name in names:
+            heads[name] = next(found)
             ready, delayed, dead, counters = next(found), next(found), next(found), next(found)
             claimed = held = 0
             for _ in workers:
@@ -193,36 +215,55 @@ class RedisInspector(Inspector):
             totals = [int(v) if v is not None else 0 for v in counters]
             result[name] = QueueCounts(ready, delayed + held, claimed, running.get(name, 0),
                                        dead, *totals)
+        self._heads = (time.monotonic(), heads, None)
         return result
 
     def workers(self) -> list[dict[str, Any]]:
-        _, entries, _ = self._overview()
+        _, entries, _ = self._overview(names=False)
         return sorted(entries, key=lambda e: (str(e.get("host")), e.get("pid") or 0,
                                               str(e.get("owner"))))
 
     def oldest_ready(self, queue_name: str) -> int | None:
         """When the message at the head of ``queue_name`` became due: its ETA, its last
-        retry's time, or its creation, whichever is latest."""
-        key = self._key(queue_name)
+        retry's time, or its creation, whichever is latest. After :meth:`queues`, the
+        heads of every queue are read at once (one round trip per refresh)."""
+        at, heads, due = self._heads
+        if time.monotonic() - at >= REUSE or queue_name not in heads:
+            heads = {queue_name: self._read(lambda: self.client.lindex(self._key(queue_name), 0),
+                                            f"read the head of {queue_name!r}")}
+            due = None
+        if due is None:
+            due = self._due(heads)
+            if heads is self._heads[1]:
+                self._heads = (at, heads, due)
+        return due.get(queue_name)
 
-        def read() -> bytes | None:
-            head = self.client.lindex(key, 0)
-            return None if head is None else cast("bytes | None",
-                                                  self.client.hget(key + ".msgs", head))
+    def _due(self, heads: dict[str, bytes | None]) -> dict[str, int]:
+        """When each queue's head message (by its id in ``heads``) became due."""
+        named = [(name, rid) for name, rid in heads.items() if rid is not None]
 
-        body = self._read(read, f"read the head of {queue_name!r}")
-        if body is None:
-            return None
-        try:
-            message = Message.decode(body)
-        except DecodeError:
-            return None
-        times = [message.message_timestamp]
-        for option in ("eta", "requeue_timestamp"):
-            value = message.options.get(option)
-            if isinstance(value, int) and not isinstance(value, bool):
-                times.append(value)
-        return max(times)
+        def read() -> list[Any]:
+            with self.client.pipeline(transaction=False) as pipe:
+                for name, rid in named:
+                    pipe.hget(self._key(name + ".msgs"), rid)
+                return pipe.execute()
+
+        bodies = self._read(read, "read the heads of the queues") if named else []
+        due = {}
+        for (name, _), body in zip(named, bodies, strict=True):
+            try:
+                message = Message.decode(body) if body is not None else None
+            except DecodeError:
+                message = None
+            if message is None:
+                continue
+            times = [message.message_timestamp]
+            for option in ("eta", "requeue_timestamp"):
+                value = message.options.get(option)
+                if isinstance(value, int) and not isinstance(value, bool):
+                    times.append(value)
+            due[name] = max(times)
+        return due
 
     # -- dead letters ---------------------------------------------------------------------
     def _dead_queues(self, queue_name: str | None, rescan: bool = False) -> list[str]:
@@ -230,7 +271,7 @@ class RedisInspector(Inspector):
         dead letter to change may be newer than the last scan)."""
         if queue_name is not None:
             return [queue_name]
-        return self._overview(full_scan=rescan)[2]
+        return self._overview(full_scan=True)[2] if rescan else self._recent_names()
 
     def _letters(self, pairs: list[tuple[str, str, float]]) -> list[DeadLetter]:
         """Dead letters of ``(queue, id, score)``, bodies read in one pipeline."""
