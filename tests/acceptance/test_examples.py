@@ -195,7 +195,7 @@ def test_workflow(env: dict[str, str], tmp_path: Path, db: Path) -> None:
 
     def drained() -> bool:
         stats = queue_stats(db)
-        return all(stats[q]["ready"] + stats[q]["delayed"] + stats[q]["running"] == 0
+        return all(stats[q]["ready"] + stats[q]["delayed"] + stats[q]["claimed"] == 0
                    for q in ("emails", "orders", "default"))
 
     log_path = tmp_path / "worker.log"
