@@ -183,6 +183,9 @@ def test_dead_letters_keep_reason_and_traceback_and_requeue_without_them(broker,
     assert letter.reason == "ValueError: no"
     assert letter.traceback == "Traceback (most recent call last):\nValueError: no\n"
     assert letter.failed_at == int(r.zscore(f"{ns}:q.XQ", rid))
+    # The message's own id (as the worker's log names it) finds it too.
+    assert inspector.dead_letter(sent.message_id) == letter
+    assert inspector.dead_letter("no-such-id") is None
 
     assert inspector.requeue_dead([rid]) == 1
     body = json.loads(r.hget(f"{ns}:q.msgs", rid))

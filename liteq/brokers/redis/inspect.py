@@ -317,7 +317,9 @@ class RedisInspector(Inspector):
         return self._letters(self._scored(self._dead_queues(None), limit, True))
 
     def _locate(self, ids: Iterable[str]) -> list[tuple[str, str, float]]:
-        """``(queue, id, died at)`` of the dead letters among ``ids``, wherever they are."""
+        """``(queue, id, died at)`` of the dead letters among ``ids``, wherever they are;
+        an id that is no Redis message id may be a message's own id (from a log line):
+        those are looked for in the bodies."""
         ids = list(dict.fromkeys(ids))
         queues = self._dead_queues(None, rescan=True)
 
@@ -329,12 +331,35 @@ class RedisInspector(Inspector):
                 return pipe.execute()
 
         scores = iter(self._read(read, "find dead letters") if ids and queues else [])
-        found = []
+        found, missing = [], set()
         for rid in ids:
-            for queue in queues:
-                score = next(scores)
-                if score is not None:
-                    found.append((queue, rid, score))
+            hits = [(queue, rid, score) for queue in queues
+                    if (score := next(scores)) is not None]
+            found += hits
+            if not hits:
+                missing.add(rid)
+        return found + self._by_message_id(missing, queues) if missing else found
+
+    def _by_message_id(self, wanted: set[str], queues: list[str]
+                       ) -> list[tuple[str, str, float]]:
+        """The dead letters of ``queues`` whose message id is in ``wanted`` (reads every
+        dead body, in batches: only for ids ``dlq list`` did not print)."""
+        found = []
+        for queue in queues:
+            xq = self._key(queue + ".XQ")
+            pairs = self._read(lambda xq=xq: list(self.client.hscan_iter(xq + ".msgs",
+                                                                         count=1000)),
+                               "search dead letters")
+            for rid, body in pairs:
+                try:
+                    message_id = Message.decode(body).message_id
+                except DecodeError:
+                    continue
+                if message_id in wanted:
+                    score = self._read(lambda xq=xq, rid=rid: self.client.zscore(xq, rid),
+                                       "search dead letters")
+                    if score is not None:
+                        found.append((queue, _text(rid), score))
         return found
 
     def dead_letter(self, dead_id: str) -> DeadLetter | None:
