@@ -317,3 +317,20 @@ def test_a_top_refresh_costs_the_same_few_round_trips_for_any_queue_and_message_
     broker.flush_all()
     big = refresh_cost(20, 1000)
     assert small == big <= 8, (small, big)
+
+
+def test_a_message_that_no_longer_encodes_is_dead_lettered_as_enqueued(broker, r, ns):
+    """A middleware left an unencodable option on a failed message: the round trip still
+    goes through (the other acks with it), dead-lettering the body as it was enqueued."""
+    [sent, other] = send(broker, 2)
+    consumer = broker.consume("q")
+    try:
+        bad, good = consumer.exchange([], 2)
+        bad.options["handle"] = object()
+        bad.fail()
+        consumer.exchange([bad, good], 0)
+    finally:
+        consumer.close()
+    [letter] = broker.inspector().dead_letters()
+    assert letter.body == r.hget(f"{ns}:q.XQ.msgs", letter.id) == sent.encode()
+    assert counts(broker) == expect(dead=1, succeeded=1, failed=1, dead_lettered=1)

@@ -98,14 +98,24 @@ class RedisConsumer(BatchConsumer):
         return json.dumps(entry)
 
     # -- the round trip ---------------------------------------------------------------------
-    @staticmethod
-    def _settle_op(proxy: MessageProxy) -> list[Any]:
+    def _settle_op(self, proxy: MessageProxy) -> list[Any]:
         """The script's ack or nack of ``proxy``: a nack keeps the body with why it died;
         an ack says whether the attempt raised (and was retried)."""
         queue, rid = proxy.handle
         if proxy.failed:
-            return ["N", queue, rid, dead_letter_body(proxy), "1"]
+            return ["N", queue, rid, self._dead_body(proxy), "1"]
         return ["A", queue, rid, "0" if proxy._exception is None else "1"]
+
+    def _dead_body(self, proxy: MessageProxy) -> bytes | str:
+        """The body to dead-letter ``proxy`` with; '' (the body as enqueued) when the
+        message in hand no longer encodes (a middleware put something odd in it)."""
+        try:
+            return dead_letter_body(proxy)
+        except Exception as e:
+            self.broker.logger.error("dead-lettering message %s as it was enqueued: it no "
+                                     "longer encodes (%s: %s)", proxy.message_id,
+                                     type(e).__name__, e)
+            return ""
 
     def exchange(self, done: list[MessageProxy], want: int) -> list[MessageProxy]:
         """Ack/nack ``done``, move due delayed messages, fetch up to ``want``: one call."""
@@ -183,7 +193,7 @@ class RedisConsumer(BatchConsumer):
     def nack(self, message: MessageProxy) -> None:
         if message._exception is not None:
             self.broker.record_failure(message.handle[0], message._exception)
-        self.broker._call(["N", *message.handle, dead_letter_body(message), "1"],
+        self.broker._call(["N", *message.handle, self._dead_body(message), "1"],
                           self.worker_id, "dead-letter")
 
     def requeue(self, messages: Iterable[MessageProxy]) -> None:
