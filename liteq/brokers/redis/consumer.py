@@ -95,7 +95,7 @@ class RedisConsumer(BatchConsumer):
         entry.update(owner=self.worker_id, pid=os.getpid(), host=HOST,
                      queues=list(self.queue_names), started_at=self.started_at,
                      heartbeat_at=current_millis())
-        return json.dumps(entry)
+        return json.dumps(entry, default=str)
 
     # -- the round trip ---------------------------------------------------------------------
     def _settle_op(self, proxy: MessageProxy) -> list[Any]:
@@ -188,7 +188,9 @@ class RedisConsumer(BatchConsumer):
         return received
 
     def ack(self, message: MessageProxy) -> None:
-        self.broker._call(self._settle_op(message), self.worker_id, "acknowledge")
+        queue, rid = message.handle
+        self.broker._call(["A", queue, rid, "0" if message._exception is None else "1"],
+                          self.worker_id, "acknowledge")
 
     def nack(self, message: MessageProxy) -> None:
         if message._exception is not None:
