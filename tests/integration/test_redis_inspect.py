@@ -49,6 +49,28 @@ def expect(**figures: int) -> dict[str, int | None]:
     return QueueCounts(**figures).asdict()
 
 
+def test_queues_are_those_with_keys_or_counters_not_other_keys(broker, r, ns, redis_url):
+    """Seen by a process that declared no queue: a queue only Dramatiq wrote to is found
+    by its keys, an emptied one by its counters; liteq's own keys (heartbeats, registry,
+    wake-up lists) and keys that name no queue are not queues."""
+    r.rpush(f"{ns}:from_dramatiq", "x")
+    r.hset(f"{ns}:from_dramatiq.msgs", "x", b"{}")
+    r.set(f"{ns}:not a queue!", 1)
+    send(broker, 1)
+    consumer = broker.consume("q")
+    consumer.exchange(consumer.exchange([], 1), 0)
+    consumer.wakeup()
+    consumer.close()
+    assert r.llen(f"{ns}:q") == r.hlen(f"{ns}:q.msgs") == 0
+    outsider = RedisBroker(url=redis_url, namespace=ns, middleware=[])
+    try:
+        found = RedisInspector(outsider).queues()
+    finally:
+        outsider.close()
+    assert sorted(found) == ["from_dramatiq", "q"]
+    assert found["q"].succeeded == 1
+
+
 def test_delayed_messages_a_consumer_holds_count_as_delayed_not_claimed(broker, r, ns):
     send(broker, 2)
     send(broker, 3, delay=HOUR)

@@ -35,8 +35,8 @@ import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from ...common import current_millis
-from ...errors import DecodeError
+from ...common import current_millis, validate_queue_name
+from ...errors import DecodeError, InvalidQueueName
 from ...message import Message
 from ..inspect import STALE_AFTER_MS, DeadLetter, Inspector, Progress, QueueCounts
 
@@ -94,14 +94,19 @@ class RedisInspector(Inspector):
 
     # -- queues -------------------------------------------------------------------------
     def _queue_of(self, key: bytes | str) -> str | None:
-        """The queue a key of the namespace belongs to, or None for liteq's own keys."""
+        """The queue a key of the namespace belongs to, or None for liteq's own keys
+        and keys that name no queue."""
         name = _text(key)[len(self.ns) + 1:]
         if name.startswith(_COUNTS):
             return name[len(_COUNTS):]
         if name.startswith(_SPECIAL):
             return None
         name = name.removesuffix(".msgs")
-        return name[:-3] if name.endswith((".DQ", ".XQ")) else name
+        name = name[:-3] if name.endswith((".DQ", ".XQ")) else name
+        try:
+            return validate_queue_name(name)
+        except InvalidQueueName:  # another tool's key
+            return None
 
     def _scan(self, full: bool = False) -> set[str]:
         """Queues with keys in the namespace: a whole SCAN the first time (or when
