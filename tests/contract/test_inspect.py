@@ -44,8 +44,30 @@ def sqlite_target(request: pytest.FixtureRequest) -> Target:
     return Target(f"sqlite:///{request.getfixturevalue('tmp_path') / 'inspect.db'}")
 
 
+#: The database of the session's Redis server the suite uses (emptied before and after).
+REDIS_DB = 9
+
+
+def redis_target(request: pytest.FixtureRequest) -> Target:
+    """Dramatiq's default namespace in an emptied database of the session's server."""
+    pytest.importorskip("redis", reason="redis-py is not installed (pip install 'liteq[redis]')")
+    import redis
+
+    url = request.getfixturevalue("redis_url").rsplit("/", 1)[0] + f"/{REDIS_DB}"
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+
+    def empty() -> None:
+        client.flushdb()
+        client.close()
+
+    request.addfinalizer(empty)
+    return Target(url)
+
+
 #: One entry per broker: a factory of a fresh, empty store (servers from tests/conftest.py).
-TARGETS: dict[str, Callable[[pytest.FixtureRequest], Target]] = {"sqlite": sqlite_target}
+TARGETS: dict[str, Callable[[pytest.FixtureRequest], Target]] = {
+    "sqlite": sqlite_target, "redis": redis_target}
 
 QUEUES = ("work", "held", "idle")
 

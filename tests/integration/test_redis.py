@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from unittest.mock import ANY
 
 import pytest
 from helpers import running_worker, wait_for
@@ -105,9 +106,16 @@ def test_enqueue_writes_dramatiqs_layout(broker, r, ns):
         consumer.exchange([got], 0)
         assert r.zrange(f"{ns}:emails.XQ", 0, -1) == [rid.encode()]
         assert abs(r.zscore(f"{ns}:emails.XQ", rid) - current_millis()) < 60000
-        assert r.hget(f"{ns}:emails.XQ.msgs", rid) == body
+        # The dead letter is the body sent plus why and when it died (options Dramatiq
+        # ignores).
+        dead = json.loads(r.hget(f"{ns}:emails.XQ.msgs", rid))
+        assert dead.pop("options") == dict(envelope["options"], failed_at=ANY,
+                                           failure_reason="failed by middleware",
+                                           traceback=None)
+        assert dead == {k: v for k, v in envelope.items() if k != "options"}
         assert r.hlen(f"{ns}:emails.msgs") == 0
-        assert broker.dead_letters == [sent]
+        [letter] = broker.dead_letters
+        assert letter.message_id == sent.message_id and letter.args == sent.args
     finally:
         consumer.close()
     # Closing returned the held delayed message to its delay queue.
@@ -190,7 +198,11 @@ def test_dead_letters_after_retries_and_fail_fast_join(broker, r, ns):
         broker.join("default", timeout=30000)
     assert len(attempts) == 3
     [dead] = broker.dead_letters
-    assert dead.message_id == sent.message_id and dead.options["retries"] == 2  # as last enqueued
+    # The message as the worker last held it (as on SQLite): Retries counted the last
+    # attempt before giving up; the traceback and reason came along.
+    assert dead.message_id == sent.message_id and dead.options["retries"] == 3
+    assert dead.options["failure_reason"] == "RuntimeError: always"
+    assert "RuntimeError: always" in dead.options["traceback"]
     assert r.zcard(f"{ns}:default.XQ") == 1
     # flush keeps dead letters; flush_all deletes them.
     broker.flush("default")

@@ -18,7 +18,13 @@ Keys (``ns`` is the namespace, ``q`` a queue, ``id`` the ``redis_message_id`` op
   :meth:`RedisBroker.release_workers`);
 * liteq's own additions, which Dramatiq ignores: ``ns:__liteq__.notify.<q>`` (a
   one-element list pushed on enqueue, on which idle liteq consumers block instead of
-  polling) and ``ns:__liteq__.wake.<uuid>`` (a consumer's private wake-up list).
+  polling), ``ns:__liteq__.wake.<uuid>`` (a consumer's private wake-up list),
+  ``ns:__liteq__.counts.<q>`` (lifetime counters of acks and nacks),
+  ``ns:__liteq__.workers`` (the worker registry), ``ns:__liteq__.queues`` (the queues
+  liteq enqueued on) and ``ns:__liteq__.dead_clock`` (orders dead letters that died in
+  the same millisecond), read by
+  :mod:`liteq.brokers.redis.inspect`. A dead-lettered body carries its traceback,
+  reason and time of failure as options (:mod:`liteq.brokers.failure`).
 
 Every change is one call of one Lua script (``script.lua``, run by
 :mod:`liteq.brokers.redis.script`): a list of operations (enqueue, ack, nack, requeue,
@@ -57,6 +63,7 @@ from ...urls import hide
 from . import script as redis_script
 from .connection import build_client, describe
 from .consumer import RedisConsumer
+from .inspect import RedisInspector
 
 T = TypeVar("T")
 
@@ -278,6 +285,10 @@ class RedisBroker(Broker):
                 return sum(pipe.execute())
 
         return self._retrying(count, f"count {queue_name!r}")
+
+    def inspector(self) -> RedisInspector:
+        """Counts, workers and dead letters for the operations tools."""
+        return RedisInspector(self)
 
     def _queue_busy(self, queue_name: str) -> bool:
         return bool(self.qsize(queue_name))

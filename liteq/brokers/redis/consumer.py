@@ -1,15 +1,23 @@
 """The Redis broker's consumer: one script call acknowledges finished messages and
 fetches the next batch; it holds delayed messages in memory until due, and idles on
-``BLPOP`` instead of polling."""
+``BLPOP`` instead of polling.
+
+The same calls keep liteq's own figures (see :mod:`liteq.brokers.redis.inspect`): acks
+and nacks add to the queue's lifetime counters inside the script, and about once a
+second the call also publishes this consumer's worker registry entry.
+"""
 
 from __future__ import annotations
 
 import heapq
 import itertools
+import json
+import os
+import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import redis
@@ -18,6 +26,7 @@ from ...broker import BatchConsumer, MessageProxy
 from ...common import current_millis, dq_name, q_name
 from ...errors import DecodeError
 from ...message import Message
+from ..failure import dead_letter_body
 
 if TYPE_CHECKING:
     # Type-only, and mutual by nature: the broker builds its consumers, which use it.
@@ -27,6 +36,9 @@ if TYPE_CHECKING:
 MAX_HELD_DELAYED = 10000
 #: Longest single blocking call while idle (below redis-py's 5 s default socket timeout).
 MAX_BLOCK = 1.0
+#: Seconds between two publications of a consumer's worker registry entry.
+REGISTRY_INTERVAL = 1.0
+HOST = socket.gethostname()
 
 
 class RedisConsumer(BatchConsumer):
@@ -53,6 +65,10 @@ class RedisConsumer(BatchConsumer):
         self._blocking = False
         self._woken = False
         self._closed = False
+        #: What the worker registry publishes (``Worker.describe``); set by the worker.
+        self.describe: Callable[[], dict[str, Any]] = dict
+        self.started_at = current_millis()
+        self._beat_at = 0.0
 
     def _set_queues(self, queue_names: list[str]) -> None:
         """Consume ``queue_names``: every list a round trip or a wait reads, rebound."""
@@ -68,21 +84,52 @@ class RedisConsumer(BatchConsumer):
             self._hungry = True
             self.wakeup()
 
+    # -- the registry -----------------------------------------------------------------------
+    def _entry_due(self) -> str | None:
+        """This consumer's registry entry as JSON when it is due again, else None."""
+        now = time.monotonic()
+        if now < self._beat_at:
+            return None
+        self._beat_at = now + REGISTRY_INTERVAL
+        entry = dict(self.describe())
+        entry.update(owner=self.worker_id, pid=os.getpid(), host=HOST,
+                     queues=list(self.queue_names), started_at=self.started_at,
+                     heartbeat_at=current_millis())
+        return json.dumps(entry, default=str)
+
     # -- the round trip ---------------------------------------------------------------------
+    def _settle_op(self, proxy: MessageProxy) -> list[Any]:
+        """The script's ack or nack of ``proxy``: a nack keeps the body with why it died;
+        an ack says whether the attempt raised (and was retried)."""
+        queue, rid = proxy.handle
+        if proxy.failed:
+            return ["N", queue, rid, self._dead_body(proxy), "1"]
+        return ["A", queue, rid, "0" if proxy._exception is None else "1"]
+
+    def _dead_body(self, proxy: MessageProxy) -> bytes | str:
+        """The body to dead-letter ``proxy`` with; '' (the body as enqueued) when the
+        message in hand no longer encodes (a middleware put something odd in it)."""
+        try:
+            return dead_letter_body(proxy)
+        except Exception as e:
+            self.broker.logger.error("dead-lettering message %s as it was enqueued: it no "
+                                     "longer encodes (%s: %s)", proxy.message_id,
+                                     type(e).__name__, e)
+            return ""
+
     def exchange(self, done: list[MessageProxy], want: int) -> list[MessageProxy]:
         """Ack/nack ``done``, move due delayed messages, fetch up to ``want``: one call."""
         ops: list[Any] = []
         broker = self.broker
         for proxy in done:
-            queue, rid = proxy.handle
-            if proxy.failed:
-                ops += ["N", queue, rid]
-                if proxy._exception is not None:
-                    broker.record_failure(queue, proxy._exception)
-            else:
-                ops += ["A", queue, rid]
+            ops += self._settle_op(proxy)
+            if proxy.failed and proxy._exception is not None:
+                broker.record_failure(proxy.handle[0], proxy._exception)
         for queue, rid in self._bad:
-            ops += ["N", queue, rid]
+            ops += ["N", queue, rid, "", "0"]
+        entry = self._entry_due()
+        if entry is not None:
+            ops += ["H", entry]
         held = self._held
         now = current_millis()
         promoted = []
@@ -141,12 +188,15 @@ class RedisConsumer(BatchConsumer):
         return received
 
     def ack(self, message: MessageProxy) -> None:
-        self.broker._call(["A", *message.handle], self.worker_id, "acknowledge")
+        queue, rid = message.handle
+        self.broker._call(["A", queue, rid, "0" if message._exception is None else "1"],
+                          self.worker_id, "acknowledge")
 
     def nack(self, message: MessageProxy) -> None:
         if message._exception is not None:
             self.broker.record_failure(message.handle[0], message._exception)
-        self.broker._call(["N", *message.handle], self.worker_id, "dead-letter")
+        self.broker._call(["N", *message.handle, self._dead_body(message), "1"],
+                          self.worker_id, "dead-letter")
 
     def requeue(self, messages: Iterable[MessageProxy]) -> None:
         """Put fetched, unstarted messages back at the end of their queue."""
@@ -182,9 +232,7 @@ class RedisConsumer(BatchConsumer):
                 if client.blpop(keys, timeout=chunk) is not None:
                     return
                 if remaining > chunk:
-                    # A long wait: stay alive in the heartbeat set.
-                    client.zadd(f"{self.broker.namespace}:__heartbeats__",
-                                {self.worker_id: current_millis()})
+                    self._beat(client)
         except (redis.ConnectionError, redis.TimeoutError) as e:
             self.broker.logger.warning("waiting on Redis at %s failed: %s",
                                        self.broker._location, self.broker._scrub(str(e)))
@@ -193,6 +241,16 @@ class RedisConsumer(BatchConsumer):
             with self._lock:
                 self._blocking = False
                 self._woken = False
+
+    def _beat(self, client: redis.Redis) -> None:
+        """A long wait: stay alive in the heartbeat set (and the registry, when due)."""
+        ns = self.broker.namespace
+        entry = self._entry_due()
+        with client.pipeline(transaction=False) as pipe:
+            pipe.zadd(f"{ns}:__heartbeats__", {self.worker_id: current_millis()})
+            if entry is not None:
+                pipe.hset(f"{ns}:__liteq__.workers", self.worker_id, entry)
+            pipe.execute()
 
     def wakeup(self) -> None:
         """Make a concurrent :meth:`wait` return now (thread-safe)."""
@@ -220,7 +278,7 @@ class RedisConsumer(BatchConsumer):
             ops += ["R", *proxy.handle]
         self._held = []
         for queue, rid in self._bad:
-            ops += ["N", queue, rid]
+            ops += ["N", queue, rid, "", "0"]
         self._bad = []
         ops += ["C", len(self._all_queues), *self._all_queues]
         try:
