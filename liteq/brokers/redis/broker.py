@@ -365,6 +365,26 @@ def release(info: dict[str, Any], pid: int, running: Iterable[str] | None = None
     broker's :meth:`RedisBroker.release_info`); returns how many. Errors name no secret.
     Redis keeps neither suspects nor delivery counts: ``running`` and ``overran`` (what
     the process was running, what a hard time limit killed it for) are not used."""
+    broker = _open_for_supervisor(info)
+    try:
+        return broker.release_workers(info["worker_ids"])
+    finally:
+        broker.close()
+
+
+def inspect_queues(info: dict[str, Any]) -> dict[str, Any]:
+    """The counts of every queue (``Inspector.queues()``) of the server and namespace of
+    ``info``, for the supervisor's Prometheus queue gauges."""
+    broker = _open_for_supervisor(info)
+    try:
+        return dict(broker.inspector().queues())
+    finally:
+        broker.close()
+
+
+def _open_for_supervisor(info: dict[str, Any]) -> RedisBroker:
+    """A broker on the server of ``info`` with short timeouts and no retries (the
+    supervisor must not hang on a server that is gone)."""
     module, _, name = info["connection_class"].rpartition(".")
     if module != "redis.connection":
         raise ValueError(f"unexpected Redis connection class {info['connection_class']!r}")
@@ -374,10 +394,6 @@ def release(info: dict[str, Any], pid: int, running: Iterable[str] | None = None
         kwargs[key] = min(kwargs.get(key) or RELEASE_TIMEOUT, RELEASE_TIMEOUT)
     kwargs["retry"] = RedisRetry(NoBackoff(), 0)
     pool = redis.ConnectionPool(connection_class=getattr(redis.connection, name), **kwargs)
-    broker = RedisBroker(client=redis.Redis(connection_pool=pool), middleware=[],
-                         namespace=info["namespace"], maintenance_chance=0,
-                         connection_attempts=2)
-    try:
-        return broker.release_workers(info["worker_ids"])
-    finally:
-        broker.close()
+    return RedisBroker(client=redis.Redis(connection_pool=pool), middleware=[],
+                       namespace=info["namespace"], maintenance_chance=0,
+                       connection_attempts=2)

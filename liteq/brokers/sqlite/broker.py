@@ -309,18 +309,11 @@ def forget_stale_workers(info: dict[str, Any]) -> int:
         broker.db.close()
 
 
-def inspect_queues(info: dict[str, Any]) -> dict[str, Any] | None:
+def inspect_queues(info: dict[str, Any]) -> dict[str, Any]:
     """The counts of every queue of the file of ``info`` (``Inspector.queues()``), for
-    the supervisor's Prometheus queue gauges; None without an inspector."""
+    the supervisor's Prometheus queue gauges."""
     broker = _open_for_supervisor(info)
     try:
-        make = getattr(broker, "inspector", None)
-        if make is None:
-            return None
-        inspector = make()
-        try:
-            return dict(inspector.queues())
-        finally:
-            inspector.close()
+        return dict(broker.inspector().queues())
     finally:
         broker.db.close()
