@@ -22,7 +22,9 @@ The words, defined once and used by every view:
 
 So ``failed == retried + dead_lettered`` when every failure goes through the Retries
 middleware; a message's **deliveries** (times a consumer received it) differ from its
-**retries** (times it was re-enqueued after failing, ``options["retries"]``).
+**retries** (``options["retries"]``, counted as Dramatiq's Retries counts them: one per
+failed attempt, so a message given up on after ``max_retries=2`` shows 3 — the two
+retries enqueued plus the attempt that gave up).
 """
 
 from __future__ import annotations
