@@ -173,6 +173,10 @@ OPTIONS: Mapping[str, Option] = MappingProxyType(_table(
            False, True, "Retries"),
     Option("requeue_timestamp", "Retries", "epoch milliseconds (an int)", _int(0),
            Rule.MESSAGE, False, True, "Retries"),
+    Option("failure_reason", "broker", "a str", _str, Rule.MESSAGE, False, True,
+           "brokers, in dead-lettered messages"),
+    Option("failed_at", "broker", "epoch milliseconds (an int)", _int(0), Rule.MESSAGE,
+           False, True, "brokers, in dead-lettered messages"),
 ))
 
 _RULES = {name: option.rule for name, option in OPTIONS.items()}

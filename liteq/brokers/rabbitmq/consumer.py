@@ -8,15 +8,18 @@ from __future__ import annotations
 import heapq
 import itertools
 import threading
+import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from ...broker import BatchConsumer, MessageProxy
-from ...common import current_millis, dq_name
+from ...common import current_millis, dq_name, xq_name
 from ...errors import ConnectionClosed, DecodeError
 from ...message import Message
+from ..failure import dead_letter_body
 from .connection import CONNECTION_ERRORS, close_quietly, reason
+from .registry import Heartbeat
 
 if TYPE_CHECKING:
     # Type-only, and mutual by nature: the broker builds its consumers, which use it.
@@ -39,6 +42,11 @@ class RabbitmqConsumer(BatchConsumer):
     server closed, the consumer reconnects on its next round trip; the messages it
     had then come back from the server, and settling them is skipped (at-least-once
     delivery).
+
+    Failed messages are published to ``Q.XQ`` with why they failed in their options
+    (:func:`liteq.brokers.failure.dead_letter_body`), then acknowledged. Every
+    :data:`~.registry.HEARTBEAT_INTERVAL` the consumer publishes its worker registry
+    entry (``describe()`` plus what it holds per queue) to ``liteq:workers``.
     """
 
     def __init__(self, broker: RabbitmqBroker, queue_names: list[str], *, prefetch: int,
@@ -66,6 +74,9 @@ class RabbitmqConsumer(BatchConsumer):
         self._cancelled = False
         self._disconnected = threading.Event()
         self._closed = False
+        #: What the worker registry publishes (``Worker.describe``); set by the worker.
+        self.describe: Callable[[], dict[str, Any]] = dict
+        self._heartbeat = Heartbeat()
         self._connect()
         broker._consumers.add(self)
 
@@ -89,6 +100,7 @@ class RabbitmqConsumer(BatchConsumer):
             for name in self.queue_names:
                 tag = channel.basic_consume(dq_name(name), self._on_delayed, auto_ack=False)
                 consumer_queues[tag] = name
+            self._heartbeat.attach(connection)
         except BaseException:
             close_quietly(connection)
             raise
@@ -202,7 +214,7 @@ class RabbitmqConsumer(BatchConsumer):
             if handle is None or handle[0] != generation or handle[1] not in unsettled:
                 continue  # received on a lost connection: the server redelivers it
             if proxy.failed:
-                self._settle_one(handle[1], ack=False)
+                self._dead_letter(handle[1], handle[2], proxy)
                 if proxy._exception is not None:
                     self.broker.record_failure(handle[2], proxy._exception)
             else:
@@ -222,6 +234,31 @@ class RabbitmqConsumer(BatchConsumer):
             self._channel.basic_ack(last, multiple=True)
         for tag in acks:
             self._settle_one(tag, ack=True)
+
+    def _dead_letter(self, tag: int, queue: str, proxy: MessageProxy) -> None:
+        """Publish the failed message, with its reason, to ``Q.XQ``, then ack it (a
+        duplicate, never a loss, if the connection drops in between)."""
+        self._channel.basic_publish(exchange="", routing_key=xq_name(queue),
+                                    body=dead_letter_body(proxy),
+                                    properties=self.broker._props(None),
+                                    mandatory=self.broker.confirm_delivery)
+        self._settle_one(tag, ack=True)
+
+    def held(self) -> dict[str, dict[str, int]]:
+        """Per queue, the messages this consumer holds unacknowledged: ``claimed``
+        (prefetched or running) and ``delayed`` (from ``Q.DQ``, until their ETA)."""
+        delayed: Counter[str] = Counter()
+        unsettled = self._unsettled
+        for item in self._delayed:
+            queue = unsettled.get(item[2])
+            if queue is not None:
+                delayed[queue] += 1
+        return {queue: {"claimed": n - delayed[queue], "delayed": delayed[queue]}
+                for queue, n in self.inflight.items() if n}
+
+    def _beat(self, *, stopped: bool = False) -> None:
+        entry = dict(self.describe(), queues=list(self.queue_names), held=self.held())
+        self._heartbeat.beat(entry, stopped=stopped)
 
     def _move_due(self) -> None:
         """Publish delayed messages whose ETA has passed to their queue; ack them on ``Q.DQ``."""
@@ -307,6 +344,8 @@ class RabbitmqConsumer(BatchConsumer):
                 return []
             if self._delayed and self._delayed[0][0] <= current_millis():
                 self._move_due()
+            if time.monotonic() >= self._heartbeat.due:
+                self._beat()
             received: list[MessageProxy] = []
             ready = self._ready
             generation = self._generation
@@ -340,6 +379,7 @@ class RabbitmqConsumer(BatchConsumer):
             return  # the next round trip reconnects
         if self._delayed:
             timeout = min(timeout, max(0.0, (self._delayed[0][0] - current_millis()) / 1000))
+        timeout = min(timeout, max(0.0, self._heartbeat.due - time.monotonic()))
         try:
             self._connection.process_data_events(time_limit=timeout)
         except CONNECTION_ERRORS as e:
@@ -376,6 +416,11 @@ class RabbitmqConsumer(BatchConsumer):
 
     def close(self) -> None:
         """Close the connection; RabbitMQ requeues whatever was not acknowledged."""
+        if not self._closed and self._connection is not None:
+            try:
+                self._beat(stopped=True)
+            except CONNECTION_ERRORS:
+                pass  # the registry forgets it once its heartbeats are old
         self._closed = True
         self._drop()
         self._disconnected.set()

@@ -21,7 +21,6 @@ import os
 import secrets
 import socket
 import time
-import traceback
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +31,7 @@ from ...broker import BatchConsumer, MessageProxy
 from ...common import current_millis
 from ...errors import DecodeError
 from ...message import Message
+from ..failure import failure_reason
 from . import counts
 from . import schema as q
 from .counts import Tally
@@ -62,18 +62,6 @@ def lease_margin(lease_ms: int) -> int:
 def owner_prefix(pid: int, host: str = HOST) -> str:
     """The prefix of the lease owner names of every consumer in process ``pid``."""
     return f"{host}:{pid}:"
-
-
-def failure_reason(proxy: MessageProxy) -> tuple[str, str | None]:
-    """A one-line reason and a traceback for a failed message."""
-    exc = proxy._exception
-    if exc is None:
-        return "failed by middleware", proxy.options.get("traceback")
-    reason = f"{type(exc).__name__}: {exc}"
-    trace = proxy.options.get("traceback") or "".join(
-        traceback.format_exception(type(exc), exc, exc.__traceback__, limit=30)
-    )
-    return reason, trace
 
 
 class SqliteConsumer(BatchConsumer):
