@@ -33,7 +33,7 @@ import pika
 import pika.exceptions
 
 from ...common import dq_name, q_name, xq_name
-from ...errors import DecodeError
+from ...errors import BrokerError, DecodeError
 from ...message import Message
 from ..inspect import DeadLetter, Inspector, Progress, QueueCounts
 from .connection import CONNECTION_ERRORS, close_quietly
@@ -287,9 +287,14 @@ class RabbitmqInspector(Inspector):
             letter = _letter(queue, properties, body)
             if wanted is not None and letter.id not in wanted:
                 return False
-            channel.basic_publish("", queue, _requeued(queue, letter),
-                                  self.broker._props(properties.priority), mandatory=True)
-            # confirmed (and routed: mandatory) before the dead letter is acknowledged
+            try:  # confirmed and routed (mandatory) before the dead letter is acknowledged
+                channel.basic_publish("", queue, _requeued(queue, letter),
+                                      self.broker._props(properties.priority), mandatory=True)
+            except (pika.exceptions.UnroutableError, pika.exceptions.NackError) as e:
+                raise BrokerError(
+                    f"RabbitMQ refused the requeued copy of dead letter {letter.id} for "
+                    f"queue {queue} ({type(e).__name__}); it stays in {xq_name(queue)} "
+                    f"({moved} requeued before it)") from None
             channel.basic_ack(method.delivery_tag)
             moved += 1
             if progress:
