@@ -71,6 +71,10 @@ class InvalidOption(LiteqError, ValueError):
     """An actor or message option is unknown or has a bad value."""
 
 
+class InvalidDeadLetterId(LiteqError, ValueError):
+    """A dead-letter id is not one this broker can name (SQLite's are row numbers)."""
+
+
 class HookFailed(LiteqError):
     """A middleware hook raised while handling a failed message, which is dead-lettered."""
 

@@ -136,4 +136,4 @@ def stats(tmp_path: Path) -> dict:
 
 def queue_idle(tmp_path: Path, queue: str = "default") -> bool:
     s = stats(tmp_path).get(queue, {})
-    return not (s.get("ready") or s.get("delayed") or s.get("running"))
+    return not (s.get("ready") or s.get("delayed") or s.get("claimed"))

@@ -35,6 +35,10 @@ from typing import Any
 from ..errors import DecodeError
 from ..message import Message
 
+#: A worker whose heartbeat is older than this (ms) is stale: shown so, its running
+#: messages no longer counted.
+STALE_AFTER_MS = 10000
+
 #: Called with the number of items done so far, for progress bars of long operations.
 Progress = Callable[[int], None]
 

@@ -124,7 +124,7 @@ def test_a_holder_whose_lease_was_taken_never_trusts_it_again(tmp_path):
     assert old.lease_until < current_millis()
     assert new.lease_until > current_millis()
     a.requeue([old])
-    assert broker.stats()["default"]["running"] == 1
+    assert broker.stats()["default"]["claimed"] == 1
     b.exchange([new], 0)
-    assert broker.stats()["default"]["done"] == 1
+    assert broker.stats()["default"]["succeeded"] == 1
     broker.close()

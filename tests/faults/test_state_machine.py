@@ -200,9 +200,9 @@ class Harness:
         return {q: tuple(v) for q, v in result.items() if any(v)}
 
     def reported_counts(self) -> dict[str, tuple[int, int, int]]:
-        return {q: (v["ready"], v["delayed"], v["running"])
+        return {q: (v["ready"], v["delayed"], v["claimed"])
                 for q, v in self.broker.stats().items()
-                if v["ready"] or v["delayed"] or v["running"]}
+                if v["ready"] or v["delayed"] or v["claimed"]}
 
     def fold_and_read_counters(self) -> dict[str, tuple[int, int]]:
         """Fold the new rows into the counters, then read the counters alone."""

@@ -12,19 +12,19 @@ from liteq.brokers.sqlite import schema
 
 
 def brute_counts(broker: liteq.SqliteBroker) -> dict[str, dict[str, int]]:
-    names = {schema.READY: "ready", schema.DELAYED: "delayed", schema.LEASED: "running"}
+    names = {schema.READY: "ready", schema.DELAYED: "delayed", schema.LEASED: "claimed"}
     result: dict[str, dict[str, int]] = {}
     for queue, state, count in broker.db.read(
             "SELECT queue, state, count(*) FROM liteq_messages WHERE state != ?"
             " GROUP BY queue, state", (schema.TOMBSTONE,)):
-        result.setdefault(queue, {"ready": 0, "delayed": 0, "running": 0})[names[state]] = count
+        result.setdefault(queue, {"ready": 0, "delayed": 0, "claimed": 0})[names[state]] = count
     return result
 
 
 def reported_counts(broker: liteq.SqliteBroker) -> dict[str, dict[str, int]]:
-    return {queue: {k: v[k] for k in ("ready", "delayed", "running")}
+    return {queue: {k: v[k] for k in ("ready", "delayed", "claimed")}
             for queue, v in broker.stats().items()
-            if v["ready"] or v["delayed"] or v["running"]}
+            if v["ready"] or v["delayed"] or v["claimed"]}
 
 
 def test_counts_match_the_rows_through_random_operations(db_path):

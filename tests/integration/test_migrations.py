@@ -1,4 +1,4 @@
-"""A file written by the previous release (schema 1) opens, migrates and keeps its messages."""
+"""Files written by previous releases (schemas 1 and 2) open, migrate and keep their data."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ def test_a_schema_1_file_is_migrated_and_its_messages_run(tmp_path):
     before.close()
 
     broker = liteq.SqliteBroker(str(path), lease_ms=100)
-    assert broker.db.read("PRAGMA user_version")[0][0] == schema.SCHEMA_VERSION == 2
+    assert broker.db.read("PRAGMA user_version")[0][0] == schema.SCHEMA_VERSION >= 3
     columns = {row[1] for row in broker.db.read("PRAGMA table_info(liteq_messages)")}
     assert "suspect" in columns
     indexes = {row[0] for row in broker.db.read(
@@ -39,6 +39,36 @@ def test_a_schema_1_file_is_migrated_and_its_messages_run(tmp_path):
     with running_worker(broker):
         wait_for(lambda: sorted(results) == [3, 7, 11], timeout=20)
         broker.join("default", timeout=10000)
-    assert broker.stats()["default"]["done"] == 3
+    assert broker.stats()["default"]["succeeded"] == 3
     assert broker.list_dead_letters() == []
     broker.close()
+
+
+def test_a_schema_2_file_keeps_its_counters_under_the_new_names(tmp_path):
+    """Migration 3: ``done`` (attempts acked, retried ones too) becomes ``succeeded``,
+    ``failed`` (dead letters only) is also ``dead_lettered``; the registry gains
+    ``succeeded`` and ``running_queues``."""
+    path = str(tmp_path / "q.db")
+    conn = apsw.Connection(path)
+    conn.execute("BEGIN")
+    for version in (1, 2):
+        conn.execute(schema.MIGRATIONS[version])
+    conn.execute("INSERT INTO liteq_queues (queue, done, failed, created_at)"
+                 " VALUES ('default', 7, 2, 0)")
+    conn.execute("INSERT INTO liteq_workers (owner, pid, host, queues, threads, started_at,"
+                 " heartbeat_at, processed, failed) VALUES ('h:1:a', 1, 'h', '[]', 2, 0, 0, 9, 2)")
+    conn.execute(f"PRAGMA application_id = {schema.APPLICATION_ID}")
+    conn.execute("PRAGMA user_version = 2")
+    conn.execute("COMMIT")
+    conn.close()
+
+    broker = liteq.SqliteBroker(path)
+    try:
+        counts = broker.inspector().queues()["default"]
+        assert (counts.succeeded, counts.failed, counts.retried, counts.dead_lettered) == (
+            7, 2, 0, 2)
+        [entry] = broker.inspector().workers()
+        assert (entry["processed"], entry["succeeded"], entry["failed"]) == (9, 0, 2)
+        assert entry["running_queues"] == {}
+    finally:
+        broker.close()

@@ -124,7 +124,7 @@ def test_stale_lease_token_changes_nothing(db_path):
         (1, schema.LEASED)]
     second.exchange([new], 0)
     assert count_rows(broker) == 0
-    assert broker.stats()["default"]["done"] == 1
+    assert broker.stats()["default"]["succeeded"] == 1
 
 
 def lease_expiries(broker: liteq.SqliteBroker) -> list[int]:
@@ -169,12 +169,12 @@ def test_stale_ack_of_rows_another_consumer_re_leased_changes_nothing(db_path):
         first.ack(proxy)
     live = f"SELECT count(*) FROM liteq_messages WHERE state = {schema.LEASED}"
     assert broker.db.read(live)[0][0] == 4
-    assert broker.stats()["default"]["done"] == 0
+    assert broker.stats()["default"]["succeeded"] == 0
     for other, proxy in zip(others, new, strict=True):
         other.ack(proxy)
         other.close()
     assert count_rows(broker) == 0
-    assert broker.stats()["default"]["done"] == 4
+    assert broker.stats()["default"]["succeeded"] == 4
     first.close()
 
 
@@ -204,7 +204,7 @@ def test_a_reap_never_takes_a_lease_that_is_still_valid(db_path):
         assert len(lease_expiries(broker)) == 1
     holder.ack(held)
     assert count_rows(broker) == 0
-    assert broker.stats()["default"]["done"] == 1
+    assert broker.stats()["default"]["succeeded"] == 1
     holder.close()
     reaper.close()
 

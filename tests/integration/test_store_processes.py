@@ -66,7 +66,7 @@ def test_four_producers_two_consumers_each_message_exactly_once(tmp_path):
         for p in producers:
             p.join(120)
             assert p.exitcode == 0
-        wait_for(lambda: broker.stats()["default"]["done"] == 20000, timeout=120)
+        wait_for(lambda: broker.stats()["default"]["succeeded"] == 20000, timeout=120)
     finally:
         stop.set()
         for p in consumers + producers:
@@ -102,7 +102,7 @@ def test_messages_of_a_killed_consumer_run_again_after_the_lease_lapses(tmp_path
     finally:
         os.kill(child.pid, signal.SIGKILL)
         child.join(10)
-    assert broker.stats()["default"]["running"] == 10
+    assert broker.stats()["default"]["claimed"] == 10
     worker = liteq.Worker(broker, worker_threads=2, worker_timeout=100)
     worker.start()
     try:
@@ -110,7 +110,7 @@ def test_messages_of_a_killed_consumer_run_again_after_the_lease_lapses(tmp_path
     finally:
         worker.stop(timeout=5000)
     assert sorted(ran_numbers(tmp_path)) == list(range(10))
-    assert broker.stats()["default"]["done"] == 10
+    assert broker.stats()["default"]["succeeded"] == 10
 
 
 def run_worker_forever(path: str) -> None:
@@ -202,8 +202,8 @@ def test_a_task_longer_than_its_lease_runs_once(tmp_path):
 
         def settled() -> bool:
             stats = broker.stats()["default"]
-            waiting = stats["ready"] + stats["delayed"] + stats["running"]
-            return stats["done"] + stats["dead"] >= 1 and waiting == 0
+            waiting = stats["ready"] + stats["delayed"] + stats["claimed"]
+            return stats["succeeded"] + stats["dead"] >= 1 and waiting == 0
 
         wait_for(settled, timeout=60)
     finally:
@@ -214,7 +214,7 @@ def test_a_task_longer_than_its_lease_runs_once(tmp_path):
                 p.kill()
     assert starts(tmp_path) == 1
     stats = broker.stats()["default"]
-    assert (stats["done"], stats["dead"]) == (1, 0)
+    assert (stats["succeeded"], stats["dead"]) == (1, 0)
 
 
 # --- requeued dead letters ---------------------------------------------------------------
@@ -263,7 +263,7 @@ def test_a_requeued_dead_letter_runs_again(tmp_path):
     worker = liteq.Worker(broker, worker_threads=1, worker_timeout=100)
     worker.start()
     try:
-        wait_for(lambda: broker.stats()["default"]["done"] == 1 or broker.list_dead_letters(),
+        wait_for(lambda: broker.stats()["default"]["succeeded"] == 1 or broker.list_dead_letters(),
                  timeout=30)
     finally:
         worker.stop(timeout=5000)

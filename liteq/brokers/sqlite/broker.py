@@ -25,11 +25,13 @@ from ...errors import MessageTooLarge
 from ...message import Message
 from ...middleware.middleware import Middleware
 from ...urls import mask_url
+from ..inspect import DeadLetter, Progress
 from . import counts
 from . import dead_letters as dl
 from . import schema as q
 from .counts import Tally
 from .db import Database
+from .inspect import SqliteInspector
 from .lease import SqliteConsumer, owner_prefix
 
 if TYPE_CHECKING:
@@ -220,41 +222,21 @@ class SqliteBroker(Broker):
         self.db.write(lambda conn: conn.execute("DELETE FROM liteq_dead_letters"))
         self._failures.clear()
 
-    def stats(self) -> dict[str, dict[str, int]]:
-        """Per queue: ready, delayed, running, dead, done and failed counts."""
-        result: dict[str, dict[str, int]] = {}
-        blank = {"ready": 0, "delayed": 0, "running": 0, "dead": 0, "done": 0, "failed": 0}
-        for name, done, failed in self.db.read("SELECT queue, done, failed FROM liteq_queues"):
-            result[name] = dict(blank, done=done, failed=failed)
-        for name, (ready, delayed) in self.db.read_with(counts.read).items():
-            entry = result.setdefault(name, dict(blank))
-            entry["ready"], entry["delayed"] = ready, delayed
-        for name, count in self.db.read(q.COUNT_RUNNING):
-            result.setdefault(name, dict(blank))["running"] = count
-        for name, count in self.db.read(q.COUNT_DEAD):
-            result.setdefault(name, dict(blank))["dead"] = count
-        return result
+    def inspector(self) -> SqliteInspector:
+        """This broker seen by the operations tools (counts, workers, dead letters)."""
+        return SqliteInspector(self)
+
+    def stats(self) -> dict[str, dict[str, int | None]]:
+        """Per queue: the :class:`~liteq.brokers.inspect.QueueCounts` as a dict."""
+        return {name: c.asdict() for name, c in self.inspector().queues().items()}
 
     def oldest_ready(self, queue_name: str) -> int | None:
-        """ETA (ms) of the longest-waiting ready message of ``queue_name``, or None.
-
-        Index seeks only (one per distinct priority), so it stays cheap at any depth.
-        """
-        eta: int | None = self.db.read(q.OLDEST_READY, (queue_name,))[0][0]
-        return eta
+        """ETA (ms) of the longest-waiting ready message of ``queue_name``, or None."""
+        return self.inspector().oldest_ready(queue_name)
 
     def workers(self) -> list[dict[str, Any]]:
         """The worker registry: one entry per consumer with its latest heartbeat."""
-        keys = ("owner", "pid", "host", "queues", "threads", "started_at", "heartbeat_at",
-                "running", "processed", "failed", "activity")
-        rows = []
-        for row in self.db.read(q.LIST_WORKERS):
-            entry = dict(zip(keys, row, strict=True))
-            entry["queues"] = json.loads(entry["queues"])
-            entry["running"] = json.loads(entry["running"])
-            entry["activity"] = json.loads(entry["activity"])
-            rows.append(entry)
-        return rows
+        return self.inspector().workers()
 
     def forget_stale_workers(self, older_than_ms: int = 60000) -> int:
         """Drop registry entries whose heartbeat is older than ``older_than_ms``."""
@@ -273,28 +255,29 @@ class SqliteBroker(Broker):
         return [m for d in dl.iter_dead(self.db) if (m := d.message) is not None]
 
     def list_dead_letters(self, queue: str | None = None, limit: int | None = None
-                          ) -> list[dl.DeadLetter]:
+                          ) -> list[DeadLetter]:
         """Dead letters with their reason and traceback, oldest first."""
-        return list(dl.iter_dead(self.db, queue, limit))
+        return self.inspector().dead_letters(queue, limit)
 
-    def get_dead_letter(self, dead_id: int) -> dl.DeadLetter | None:
-        return dl.get_dead(self.db, dead_id)
+    def get_dead_letter(self, dead_id: int | str) -> DeadLetter | None:
+        return self.inspector().dead_letter(str(dead_id))
 
-    def requeue_dead_letters(self, ids: list[int] | None = None, *, queue: str | None = None,
-                             progress: dl.Progress | None = None) -> int:
+    def requeue_dead_letters(self, ids: list[int] | list[str] | None = None, *,
+                             queue: str | None = None, progress: Progress | None = None
+                             ) -> int:
         """Move dead letters (given ids, or all of ``queue``, or all) back to their queues;
         ``join`` forgets the failures it would have re-raised."""
-        self._failures.clear()
-        return dl.requeue(self.db, ids if ids is not None else dl.ids_of(self.db, queue),
-                          progress)
+        return self.inspector().requeue_dead(
+            None if ids is None else [str(i) for i in ids], queue_name=queue,
+            progress=progress)
 
-    def purge_dead_letters(self, ids: list[int] | None = None, *, queue: str | None = None,
-                           progress: dl.Progress | None = None) -> int:
+    def purge_dead_letters(self, ids: list[int] | list[str] | None = None, *,
+                           queue: str | None = None, progress: Progress | None = None) -> int:
         """Delete dead letters (given ids, or all of ``queue``, or all); ``join`` forgets
         the failures it would have re-raised."""
-        self._failures.clear()
-        return dl.purge(self.db, ids if ids is not None else dl.ids_of(self.db, queue),
-                        progress)
+        return self.inspector().purge_dead(
+            None if ids is None else [str(i) for i in ids], queue_name=queue,
+            progress=progress)
 
     def close(self) -> None:
         self.db.close()

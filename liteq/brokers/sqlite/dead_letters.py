@@ -2,44 +2,22 @@
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import apsw
 
 from ...common import current_millis
-from ...errors import DecodeError
-from ...message import Message
+from ..inspect import DeadLetter, Progress
 from . import schema as q
 from .db import Database
 
-Progress = Callable[[int], None]
 BATCH = 500
 
 
-@dataclasses.dataclass(frozen=True)
-class DeadLetter:
-    """A message that was given up on, with why and when."""
-
-    id: int
-    queue: str
-    message_id: str
-    actor_name: str | None
-    priority: int
-    body: bytes
-    reason: str
-    traceback: str | None
-    deliveries: int
-    failed_at: int
-
-    @property
-    def message(self) -> Message[Any] | None:
-        """The decoded message, or None when the body was what failed to decode."""
-        try:
-            return Message.decode(self.body)
-        except DecodeError:
-            return None
+def _letter(row: tuple[Any, ...]) -> DeadLetter:
+    """A ``LIST_DEAD`` row as the inspect contract's :class:`DeadLetter` (id as text)."""
+    return DeadLetter(str(row[0]), *row[1:])
 
 
 def iter_dead(db: Database, queue: str | None = None, limit: int | None = None
@@ -50,7 +28,7 @@ def iter_dead(db: Database, queue: str | None = None, limit: int | None = None
         size = BATCH if remaining is None else min(BATCH, remaining)
         rows = db.read(q.LIST_DEAD, (queue, after, size))
         for row in rows:
-            yield DeadLetter(*row)
+            yield _letter(row)
         if len(rows) < size:
             return
         after = rows[-1][0]
@@ -60,7 +38,12 @@ def iter_dead(db: Database, queue: str | None = None, limit: int | None = None
 
 def get_dead(db: Database, dead_id: int) -> DeadLetter | None:
     rows = db.read(q.GET_DEAD, (None, 0, 1, dead_id))
-    return DeadLetter(*rows[0]) if rows else None
+    return _letter(rows[0]) if rows else None
+
+
+def newest(db: Database, limit: int) -> list[DeadLetter]:
+    """The newest ``limit`` dead letters, newest first (a rowid range read)."""
+    return [_letter(row) for row in db.read(q.NEWEST_DEAD, (limit,))]
 
 
 def requeue(db: Database, ids: list[int], progress: Progress | None = None) -> int:
@@ -81,7 +64,7 @@ def _requeue_batch(conn: apsw.Connection, ids: list[int]) -> int:
         row = conn.execute(q.GET_DEAD, (None, 0, 1, dead_id)).fetchone()
         if row is None:
             continue
-        letter = DeadLetter(*row)
+        letter = _letter(row)
         conn.execute(q.INSERT_MESSAGE, (letter.queue, q.READY, letter.priority, now,
                                         letter.message_id, letter.body, now))
         conn.execute(q.DELETE_DEAD, (dead_id,))
@@ -108,4 +91,4 @@ def _delete_batch(conn: apsw.Connection, batch: list[tuple[int]]) -> int:
 
 def ids_of(db: Database, queue: str | None = None) -> list[int]:
     """Ids of all dead letters (of one queue)."""
-    return [d.id for d in iter_dead(db, queue)]
+    return [int(d.id) for d in iter_dead(db, queue)]

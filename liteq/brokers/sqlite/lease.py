@@ -219,6 +219,8 @@ class SqliteConsumer(BatchConsumer):
 
     def _settle(self, conn: apsw.Connection, done: list[MessageProxy], now_ms: int,
                 mark: int) -> None:
+        """Ack or dead-letter ``done`` and count each attempt (see liteq.brokers.inspect):
+        nacked = failed and dead-lettered; acked after raising = failed and retried."""
         per_queue: dict[str, list[int]] = {}
         execute = conn.execute
         for proxy in done:
@@ -230,8 +232,16 @@ class SqliteConsumer(BatchConsumer):
                     row_id, token,
                 ))
             if counts.remove_leased(conn, mark, row_id, token):
-                per_queue.setdefault(name, [0, 0])[proxy.failed] += 1
-        conn.executemany(q.COUNT_DONE, [(ok, bad, name) for name, (ok, bad) in per_queue.items()])
+                tally = per_queue.setdefault(name, [0, 0, 0, 0])
+                if proxy.failed:
+                    tally[1] += 1
+                    tally[3] += 1
+                elif proxy._exception is not None:
+                    tally[1] += 1
+                    tally[2] += 1
+                else:
+                    tally[0] += 1
+        conn.executemany(q.COUNT_SETTLED, [(*tally, name) for name, tally in per_queue.items()])
 
     def _maintain(self, conn: apsw.Connection, now_ms: int, tally: Tally,
                   done: list[MessageProxy]) -> list[int] | None:
@@ -256,8 +266,9 @@ class SqliteConsumer(BatchConsumer):
             conn.execute(q.HEARTBEAT, (
                 self.owner, os.getpid(), HOST, json.dumps(self.queue_names),
                 info.get("threads", 0), self.started_at, now_ms,
-                json.dumps(info.get("running", [])), info.get("processed", 0),
-                info.get("failed", 0), json.dumps(info.get("activity", {})),
+                json.dumps(info.get("running", [])), json.dumps(info.get("running_queues", {})),
+                info.get("processed", 0), info.get("succeeded", 0), info.get("failed", 0),
+                json.dumps(info.get("activity", {})),
             ))
             self._beat_at = now + HEARTBEAT_INTERVAL
         if now >= self._expire_at:
@@ -294,6 +305,7 @@ class SqliteConsumer(BatchConsumer):
             message_id, actor_name = "", None
         conn.execute(q.DEAD_LETTER_BODY, (name, message_id, actor_name, priority, body,
                                           reason, None, deliveries, now_ms))
+        conn.execute(q.COUNT_SETTLED, (0, 0, 0, 1, name))
         counts.remove(conn, mark, row_id)
 
     def _decode(self, rows: list[ClaimedRow], now_ms: int) -> list[MessageProxy]:
@@ -326,7 +338,8 @@ class SqliteConsumer(BatchConsumer):
                                      name, error)
             conn.execute(q.DEAD_LETTER_BODY, (name, "", None, 0, body,
                                               f"undecodable: {error}", None, 1, now_ms))
-            counts.remove_leased(conn, mark, row_id, token)
+            if counts.remove_leased(conn, mark, row_id, token):
+                conn.execute(q.COUNT_SETTLED, (0, 0, 0, 1, name))
 
     def _record_failures(self, done: list[MessageProxy]) -> None:
         for proxy in done:

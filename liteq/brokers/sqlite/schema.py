@@ -24,7 +24,7 @@ READY, DELAYED, LEASED, TOMBSTONE = 0, 1, 2, 3
 
 #: ``PRAGMA application_id`` of a liteq database ("lteq").
 APPLICATION_ID = 0x6C746571
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 MIGRATIONS: dict[int, str] = {
     1: f"""
@@ -120,6 +120,18 @@ MIGRATIONS: dict[int, str] = {
     CREATE INDEX liteq_messages_suspect
         ON liteq_messages (queue, priority DESC, eta, id) WHERE suspect = 1 AND state = 0;
     """,
+    # The counters of liteq.brokers.inspect: attempts that returned (``done`` counted
+    # retried attempts too, so it is only an upper bound on a migrated file), failed
+    # attempts (``failed`` counted dead letters only, a lower bound), retried,
+    # dead-lettered; the registry publishes succeeded attempts and running per queue.
+    3: """
+    ALTER TABLE liteq_queues RENAME COLUMN done TO succeeded;
+    ALTER TABLE liteq_queues ADD COLUMN retried INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE liteq_queues ADD COLUMN dead_lettered INTEGER NOT NULL DEFAULT 0;
+    UPDATE liteq_queues SET dead_lettered = failed;
+    ALTER TABLE liteq_workers ADD COLUMN succeeded INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE liteq_workers ADD COLUMN running_queues TEXT NOT NULL DEFAULT '{}';
+    """,
 }
 
 # --- enqueue -------------------------------------------------------------------------
@@ -163,7 +175,11 @@ DEAD_LETTER_LEASED = (
     " SELECT queue, message_id, ?, priority, ?, ?, ?, deliveries, ? FROM liteq_messages"
     " WHERE id = ? AND lease_token = ?"
 )
-COUNT_DONE = "UPDATE liteq_queues SET done = done + ?, failed = failed + ? WHERE queue = ?"
+# The lifetime counters of the messages settled (or dead-lettered) by a transaction.
+COUNT_SETTLED = (
+    "UPDATE liteq_queues SET succeeded = succeeded + ?, failed = failed + ?,"
+    " retried = retried + ?, dead_lettered = dead_lettered + ? WHERE queue = ?"
+)
 # A suspect claimed alone counted a delivery that never started: take it back.
 RETURN_UNSTARTED = (
     f"UPDATE liteq_messages SET state = {READY}, lease_token = NULL, lease_expires_at = NULL,"
@@ -234,16 +250,19 @@ RELEASE_OWNER = (
 # --- worker registry ---------------------------------------------------------------------
 HEARTBEAT = (
     "INSERT INTO liteq_workers (owner, pid, host, queues, threads, started_at, heartbeat_at,"
-    " running, processed, failed, activity) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " running, running_queues, processed, succeeded, failed, activity)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     " ON CONFLICT (owner) DO UPDATE SET heartbeat_at = excluded.heartbeat_at,"
-    " running = excluded.running, processed = excluded.processed, failed = excluded.failed,"
-    " activity = excluded.activity"
+    " running = excluded.running, running_queues = excluded.running_queues,"
+    " processed = excluded.processed, succeeded = excluded.succeeded,"
+    " failed = excluded.failed, activity = excluded.activity"
 )
 UNREGISTER = "DELETE FROM liteq_workers WHERE owner = ?"
 UNREGISTER_PROCESS = "DELETE FROM liteq_workers WHERE substr(owner, 1, length(?1)) = ?1"
 LIST_WORKERS = (
-    "SELECT owner, pid, host, queues, threads, started_at, heartbeat_at, running, processed,"
-    " failed, activity FROM liteq_workers ORDER BY host, pid"
+    "SELECT owner, pid, host, queues, threads, started_at, heartbeat_at, running,"
+    " running_queues, processed, succeeded, failed, activity FROM liteq_workers"
+    " ORDER BY host, pid"
 )
 DELETE_STALE_WORKERS = "DELETE FROM liteq_workers WHERE heartbeat_at < ?"
 
@@ -253,8 +272,10 @@ QUEUE_BUSY = (
     f" OR EXISTS (SELECT 1 FROM liteq_messages WHERE state = {DELAYED} AND queue = ?)"
     f" OR EXISTS (SELECT 1 FROM liteq_messages WHERE state = {LEASED} AND queue = ?)"
 )
-# Leased rows are few (a batch per worker process): counted live from their index.
-COUNT_RUNNING = (
+COUNTERS = "SELECT queue, succeeded, failed, retried, dead_lettered FROM liteq_queues"
+# Leased rows are few (a batch per worker process): counted live from their index
+# (named COUNT_RUNNING in migration 1's comment).
+COUNT_CLAIMED = (
     f"SELECT queue, count(*) FROM liteq_messages INDEXED BY liteq_messages_leased"
     f" WHERE state = {LEASED} GROUP BY queue"
 )
@@ -289,7 +310,16 @@ LIST_DEAD = (
 )
 GET_DEAD = LIST_DEAD.replace("WHERE (?1", "WHERE id = ?4 AND (?1")
 COUNT_DEAD = "SELECT queue, count(*) FROM liteq_dead_letters GROUP BY queue"
+NEWEST_DEAD = (
+    "SELECT id, queue, message_id, actor_name, priority, body, reason, traceback, deliveries,"
+    " failed_at FROM liteq_dead_letters ORDER BY id DESC LIMIT ?"
+)
 DELETE_DEAD = "DELETE FROM liteq_dead_letters WHERE id = ?"
+# Every message of one queue in a state a purge deletes (counted before the purge).
+COUNT_QUEUE = (
+    f"SELECT count(*) FROM liteq_messages WHERE queue = ? AND state IN"
+    f" ({READY}, {DELAYED}, {LEASED})"
+)
 EXPIRE_DEAD = "DELETE FROM liteq_dead_letters WHERE failed_at < ?"
 
 
