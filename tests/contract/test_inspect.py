@@ -40,10 +40,23 @@ def sqlite_target(request: pytest.FixtureRequest) -> Target:
     return Target(f"sqlite:///{request.getfixturevalue('tmp_path') / 'inspect.db'}")
 
 
-#: One entry per broker: a factory of a fresh, empty store (servers from tests/conftest.py).
-TARGETS: dict[str, Callable[[pytest.FixtureRequest], Target]] = {"sqlite": sqlite_target}
-
 QUEUES = ("work", "held", "idle")
+
+
+def rabbitmq_target(request: pytest.FixtureRequest) -> Target:
+    """The session's RabbitMQ node, with the suite's queues deleted before and after;
+    lifetime totals die with the workers that counted them there."""
+    from contract.brokers import delete_queues
+
+    url = request.getfixturevalue("rabbitmq_url")
+    delete_queues(url, QUEUES)
+    request.addfinalizer(lambda: delete_queues(url, QUEUES))
+    return Target(url, unknown=frozenset({"succeeded", "failed", "retried", "dead_lettered"}))
+
+
+#: One entry per broker: a factory of a fresh, empty store (servers from tests/conftest.py).
+TARGETS: dict[str, Callable[[pytest.FixtureRequest], Target]] = {
+    "sqlite": sqlite_target, "rabbitmq": rabbitmq_target}
 
 
 @dataclasses.dataclass

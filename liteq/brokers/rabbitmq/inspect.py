@@ -8,8 +8,9 @@
   delayed = ``Q.DQ`` + the delayed messages consumers hold until their ETA, dead =
   ``Q.XQ``.
 * **Claimed and running** from the heartbeats of live liteq workers (``liteq:workers``,
-  read from a time offset, so the first answer comes at once); ``None`` for a queue no
-  live liteq worker consumes (RabbitMQ does not say what Dramatiq's workers hold).
+  read from a time offset, so the first answer comes at once); ``None`` when the server
+  has no streams. What Dramatiq's own workers hold is not seen: RabbitMQ does not say
+  over AMQP how many messages a queue has unacknowledged.
 * **Lifetime totals** (succeeded, failed, retried, dead-lettered) are ``None``: each
   worker reports its own since it started and they die with it. Rates come from the
   ``succeeded``/``failed`` of the live workers' entries (:meth:`workers`), compared
@@ -171,10 +172,8 @@ class RabbitmqInspector(Inspector):
     def _counts(self) -> dict[str, QueueCounts]:
         self._read_streams()
         registry = self._workers_stream is not None
-        consumed: set[str] = set()
         held: dict[str, list[int]] = {}
         for entry in self._entries.values():
-            consumed.update(entry.get("queues", ()))
             for queue, h in (entry.get("held") or {}).items():
                 tally = held.setdefault(queue, [0, 0, 0])
                 tally[0] += h.get("claimed", 0)
@@ -188,10 +187,9 @@ class RabbitmqInspector(Inspector):
                 continue
             ready, delayed, dead = depths
             claimed, held_delayed, running = held.get(name, (0, 0, 0))
-            known = registry and name in consumed
             counts[name] = QueueCounts(
                 ready=ready, delayed=delayed + held_delayed,
-                claimed=claimed if known else None, running=running if known else None,
+                claimed=claimed if registry else None, running=running if registry else None,
                 dead=dead, succeeded=None, failed=None, retried=None, dead_lettered=None)
         return counts
 
@@ -257,8 +255,8 @@ class RabbitmqInspector(Inspector):
             cached = self._recent
             if cached is not None and cached[1] == total and time.monotonic() < cached[0]:
                 return cached[2][:limit]
-            found = [letter for name in names for letter in self._letters(name)]
-            found.sort(key=lambda d: d.failed_at or 0, reverse=True)
+            found = [letter for name in names for letter in self._letters(name)][::-1]
+            found.sort(key=lambda d: d.failed_at or 0, reverse=True)  # ties: newest first
             self._recent = (time.monotonic() + RECENT_TTL, total, found[:max(limit, 20)])
             return found[:limit]
 
