@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
 import sys
 import time
-from collections.abc import Callable
-from typing import Any, NoReturn, TypeVar
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
 from ..errors import EXIT_BROKER, EXIT_ERROR, EXIT_USAGE
 from ..support.text import safe
 from ..urls import mask_url, scrub
+
+if TYPE_CHECKING:
+    from ..brokers.inspect import Inspector
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -47,6 +51,7 @@ def handle_errors(fn: F) -> F:
         from ..errors import (
             BrokerConnectionError,
             DatabaseError,
+            InvalidDeadLetterId,
             InvalidOption,
             LiteqError,
             MessageTooLarge,
@@ -55,7 +60,7 @@ def handle_errors(fn: F) -> F:
         url = kwargs.get("broker_url")
         try:
             return fn(*args, **kwargs)
-        except (InvalidOption, MessageTooLarge) as e:
+        except (InvalidOption, InvalidDeadLetterId, MessageTooLarge) as e:
             fail(scrub(str(e), url), EXIT_USAGE)
         except (DatabaseError, BrokerConnectionError) as e:
             fail(scrub(str(e), url), EXIT_BROKER)
@@ -82,19 +87,12 @@ def json_option(fn: F) -> F:
                         help="Print plain JSON on stdout instead of a table.")(fn)
 
 
-def open_broker(url: str | None, *, create: bool = False, sqlite_for: str | None = None
-                ) -> Any:
-    """The broker named by ``url`` (without middleware), for operations commands.
-
-    ``sqlite_for`` names a command that only the SQLite broker supports.
-    """
+def open_broker(url: str | None, *, create: bool = False) -> Any:
+    """The broker named by ``url`` (without middleware), for operations commands."""
     from ..brokers.registry import broker_from_url
 
     url = url or DEFAULT_URL
     scheme = url.split(":", 1)[0].lower()
-    if sqlite_for and scheme != "sqlite":
-        fail(f"{sqlite_for} needs the SQLite broker (sqlite:///path.db), not "
-             f"{mask_url(url)}", EXIT_USAGE)
     if scheme == "sqlite":
         from ..brokers.sqlite.broker import path_from_url
 
@@ -112,6 +110,29 @@ def open_broker(url: str | None, *, create: bool = False, sqlite_for: str | None
         fail(f"the broker for {mask_url(url)} is not available: {e}", EXIT_USAGE)
     except ValueError as e:
         fail(scrub(str(e), url), EXIT_USAGE)
+
+
+@contextlib.contextmanager
+def inspecting(url: str | None) -> Iterator[Inspector]:
+    """The inspector of the broker named by ``url``: all the operations commands see of
+    it; closed with its broker on exit."""
+    broker = open_broker(url)
+    try:
+        if not hasattr(broker, "inspector"):
+            fail(f"{type(broker).__name__} ({mask_url(url or DEFAULT_URL)}) cannot be "
+                 "inspected", EXIT_USAGE)
+        inspector: Inspector = broker.inspector()
+        try:
+            yield inspector
+        finally:
+            inspector.close()
+    finally:
+        broker.close()
+
+
+def count(n: int | None) -> str:
+    """A count for a table: "–" when the broker cannot know it."""
+    return "–" if n is None else str(n)
 
 
 def print_json(data: Any) -> None:

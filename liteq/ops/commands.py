@@ -1,7 +1,9 @@
 """The operations commands: ``liteq enqueue``, ``queues``, ``stats``, ``dlq …`` and ``purge``.
 
-Each is a thin layer over :class:`~liteq.brokers.sqlite.SqliteBroker` calls (and
-:func:`liteq.ops.snapshot.snapshot`); :mod:`liteq.cli` adds them to the ``liteq`` group.
+Each is a thin layer over the broker's :class:`~liteq.brokers.inspect.Inspector` (and
+:func:`liteq.ops.snapshot.snapshot`), so each works on every broker; a figure a broker
+cannot know shows as "–" (``null`` in JSON). :mod:`liteq.cli` adds them to the ``liteq``
+group.
 """
 
 from __future__ import annotations
@@ -12,12 +14,14 @@ from typing import Any
 
 import click
 
+from ..brokers.inspect import COUNT_FIELDS, Inspector
 from .cli_support import (
-    DEFAULT_URL,
     broker_option,
     console,
+    count,
     fail,
     handle_errors,
+    inspecting,
     json_option,
     literal,
     open_broker,
@@ -98,7 +102,13 @@ def enqueue_command(actor_name: str, queue_name: str, args: list, kwargs: dict,
 # ---------------------------------------------------------------------------------------
 # liteq queues / stats
 # ---------------------------------------------------------------------------------------
-_COUNTS = ("ready", "delayed", "running", "dead", "done", "failed")
+#: What ``liteq queues`` shows of each queue (``stats`` shows every count).
+_NOW = ("ready", "delayed", "claimed", "running", "dead")
+_LIFETIME = tuple(k for k in COUNT_FIELDS if k not in _NOW)
+
+
+def _title(field: str) -> str:
+    return field.replace("_", "-").capitalize()
 
 
 @click.command("queues")
@@ -106,24 +116,29 @@ _COUNTS = ("ready", "delayed", "running", "dead", "done", "failed")
 @broker_option
 @handle_errors
 def queues_command(as_json: bool, broker_url: str | None) -> None:
-    """List the queues with their ready, delayed, running and dead messages."""
-    broker = open_broker(broker_url, sqlite_for="liteq queues")
-    stats = broker.stats()
-    broker.close()
-    rows = [{"queue": name, **{k: counts[k] for k in ("ready", "delayed", "running", "dead")}}
-            for name, counts in sorted(stats.items())]
+    """List the queues with their ready, delayed, claimed, running and dead messages."""
+    with inspecting(broker_url) as inspector:
+        found = inspector.queues()
+    rows = [{"queue": name, **{k: getattr(counts, k) for k in _NOW}}
+            for name, counts in sorted(found.items())]
     if as_json:
         print_json(rows)
         return
     if not rows:
         click.echo("no queues yet")
         return
-    grid = table(None, [("Queue", "left"), ("Ready", "right"), ("Delayed", "right"),
-                        ("Running", "right"), ("Dead", "right")])
+    grid = table(None, [("Queue", "left")] + [(_title(k), "right") for k in _NOW])
     for row in rows:
-        grid.add_row(literal(row["queue"]), *(str(row[k]) for k in ("ready", "delayed",
-                                                                     "running", "dead")))
+        grid.add_row(literal(row["queue"]), *(count(row[k]) for k in _NOW))
     console().print(grid)
+
+
+def storage_line(storage: dict[str, Any]) -> str:
+    """``file 57.0 MB, 13,900 free pages of 4,096 bytes (54.3 MB)`` for ``stats``."""
+    free = storage["free_pages"] * storage["page_size"]
+    return (f"storage: {storage['path']}: {storage['file_bytes'] / 1e6:.1f} MB, "
+            f"{storage['free_pages']:,} free pages of {storage['page_size']:,} bytes "
+            f"({free / 1e6:.1f} MB)")
 
 
 @click.command("stats")
@@ -131,33 +146,44 @@ def queues_command(as_json: bool, broker_url: str | None) -> None:
 @broker_option
 @handle_errors
 def stats_command(as_json: bool, broker_url: str | None) -> None:
-    """Per-queue counts (ready, delayed, running, dead, done, failed) and the worker registry.
+    """Per-queue counts and the worker registry.
 
-    Workers whose heartbeat is older than 10 s are shown as stale, and those
-    whose process is gone from this host as dead.
+    \b
+    Now:      ready, delayed, claimed (taken by a worker), running (a thread
+              executes it), dead (in the dead letters).
+    Lifetime: succeeded and failed attempts; retried (failed, then retried)
+              and dead-lettered messages.
+    "–" is a count this broker cannot know. Workers whose heartbeat is
+    older than 10 s are shown as stale, and those whose process is gone
+    from this host as dead.
     """
     from .snapshot import snapshot
 
-    broker = open_broker(broker_url, sqlite_for="liteq stats")
-    data = snapshot(broker, broker_url or DEFAULT_URL)
-    broker.close()
+    with inspecting(broker_url) as inspector:
+        data = snapshot(inspector)
     if as_json:
         print_json(data)
         return
     out = console()
     click.echo(safe(f"broker: {data['broker']}"))
-    queues = table("Queues", [("Queue", "left")] + [(k.title(), "right") for k in _COUNTS])
-    for name, counts in sorted(data["queues"].items()):
-        queues.add_row(literal(name), *(str(counts[k]) for k in _COUNTS))
-    out.print(queues if data["queues"] else "no queues yet")
+    if data["storage"] is not None:
+        click.echo(safe(storage_line(data["storage"])))
+    if not data["queues"]:
+        out.print("no queues yet")
+    for title, fields in (("Queues now", _NOW), ("Lifetime counts", _LIFETIME)):
+        if data["queues"]:
+            grid = table(title, [("Queue", "left")] + [(_title(k), "right") for k in fields])
+            for name, counts in data["queues"].items():
+                grid.add_row(literal(name), *(count(counts[k]) for k in fields))
+            out.print(grid)
     workers = table("Workers", [("PID", "right"), ("Host", "left"), ("Queues", "left"),
                                 ("Threads", "right"), ("Running", "left"),
-                                ("Processed", "right"), ("Failed", "right"),
+                                ("Succeeded", "right"), ("Failed", "right"),
                                 ("Heartbeat", "right"), ("State", "left")])
     for w in data["workers"]:
         workers.add_row(str(w["pid"]), literal(w["host"]), literal(",".join(w["queues"])),
                         str(w["threads"]), literal(", ".join(w["running"]) or "-"),
-                        str(w["processed"]), str(w["failed"]),
+                        count(w.get("succeeded")), count(w.get("failed")),
                         f"{w['heartbeat_age_ms'] / 1000:.1f}s ago", literal(w["state"]))
     out.print(workers if data["workers"] else "no workers")
 
@@ -174,13 +200,19 @@ def dlq_group() -> None:
     """
 
 
+def _retries(letter: Any) -> int | None:
+    """How many times the message was re-enqueued after failing (``options["retries"]``)."""
+    message = letter.message
+    return None if message is None else message.options.get("retries", 0)
+
+
 def _letter_dict(letter: Any, *, full: bool = False) -> dict[str, Any]:
     message = letter.message
     data: dict[str, Any] = {
         "id": letter.id, "queue": letter.queue, "message_id": letter.message_id,
         "actor_name": letter.actor_name, "priority": letter.priority,
         "reason": letter.reason, "deliveries": letter.deliveries,
-        "failed_at": letter.failed_at,
+        "retries": _retries(letter), "failed_at": letter.failed_at,
     }
     if full:
         data["traceback"] = letter.traceback
@@ -199,10 +231,13 @@ def _letter_dict(letter: Any, *, full: bool = False) -> dict[str, Any]:
 @handle_errors
 def dlq_list(queue: str | None, limit: int | None, as_json: bool, broker_url: str | None
              ) -> None:
-    """List dead letters, oldest first."""
-    broker = open_broker(broker_url, sqlite_for="liteq dlq")
-    letters = broker.list_dead_letters(queue, limit)
-    broker.close()
+    """List dead letters, oldest first.
+
+    Deliveries: times a worker received the message; Retries: times it was
+    enqueued again after failing.
+    """
+    with inspecting(broker_url) as inspector:
+        letters = inspector.dead_letters(queue, limit)
     if as_json:
         print_json([_letter_dict(d) for d in letters])
         return
@@ -210,27 +245,26 @@ def dlq_list(queue: str | None, limit: int | None, as_json: bool, broker_url: st
         click.echo("no dead letters")
         return
     grid = table(None, [("ID", "right"), ("Queue", "left"), ("Actor", "left"),
-                        ("Message ID", "left"), ("Tries", "right"), ("Failed at", "left"),
-                        ("Reason", "left")])
+                        ("Message ID", "left"), ("Deliveries", "right"),
+                        ("Retries", "right"), ("Failed at", "left"), ("Reason", "left")])
     for d in letters:
         reason = safe(d.reason)
         reason = reason if len(reason) <= 80 else reason[:77] + "..."
-        grid.add_row(str(d.id), literal(d.queue), literal(d.actor_name or "?"),
-                     literal(d.message_id or "-"), str(d.deliveries), when(d.failed_at),
-                     literal(reason))
+        grid.add_row(literal(d.id), literal(d.queue), literal(d.actor_name or "?"),
+                     literal(d.message_id or "-"), count(d.deliveries), count(_retries(d)),
+                     when(d.failed_at), literal(reason))
     console().print(grid)
 
 
 @dlq_group.command("show")
-@click.argument("dead_id", type=int, metavar="ID")
+@click.argument("dead_id", metavar="ID")
 @json_option
 @broker_option
 @handle_errors
-def dlq_show(dead_id: int, as_json: bool, broker_url: str | None) -> None:
+def dlq_show(dead_id: str, as_json: bool, broker_url: str | None) -> None:
     """Show one dead letter: its message, why it failed and the traceback."""
-    broker = open_broker(broker_url, sqlite_for="liteq dlq")
-    letter = broker.get_dead_letter(dead_id)
-    broker.close()
+    with inspecting(broker_url) as inspector:
+        letter = inspector.dead_letter(dead_id)
     if letter is None:
         fail(f"no dead letter with id {dead_id}")
     data = _letter_dict(letter, full=True)
@@ -245,7 +279,8 @@ def dlq_show(dead_id: int, as_json: bool, broker_url: str | None) -> None:
         f"message id:  {letter.message_id or '-'}",
         f"call:        {message if message is not None else '(undecodable body)'}",
         f"options:     {_options(message)}",
-        f"deliveries:  {letter.deliveries}",
+        f"deliveries:  {count(letter.deliveries)}",
+        f"retries:     {count(data['retries'])}",
         f"failed at:   {when(letter.failed_at)}",
         f"reason:      {letter.reason}",
     ]
@@ -263,29 +298,30 @@ def _options(message: Any) -> str:
     return json.dumps(shown, default=str)
 
 
-def _selection(ids: tuple[int, ...], queue: str | None, everything: bool) -> None:
+def _selection(ids: tuple[str, ...], queue: str | None, everything: bool) -> None:
     chosen = sum((bool(ids), queue is not None, everything))
     if chosen != 1:
         raise click.UsageError("give dead-letter IDs, or --queue QUEUE, or --all (one of them)")
 
 
-def _dead_total(broker: Any, ids: tuple[int, ...], queue: str | None) -> int:
+def _dead_total(inspector: Inspector, ids: tuple[str, ...], queue: str | None) -> int:
+    """How many dead letters the selection holds (for the prompt and progress bar)."""
     if ids:
         return len(ids)
-    stats = broker.stats()
+    found = inspector.queues()
     if queue is not None:
-        return stats.get(queue, {}).get("dead", 0)
-    return sum(counts["dead"] for counts in stats.values())
+        return (found[queue].dead or 0) if queue in found else 0
+    return sum(counts.dead or 0 for counts in found.values())
 
 
 @dlq_group.command("requeue")
-@click.argument("ids", nargs=-1, type=int, metavar="[IDS]...")
+@click.argument("ids", nargs=-1, metavar="[IDS]...")
 @click.option("-q", "--queue", default=None, help="Requeue every dead letter of QUEUE.")
 @click.option("--all", "everything", is_flag=True, help="Requeue every dead letter.")
 @json_option
 @broker_option
 @handle_errors
-def dlq_requeue(ids: tuple[int, ...], queue: str | None, everything: bool, as_json: bool,
+def dlq_requeue(ids: tuple[str, ...], queue: str | None, everything: bool, as_json: bool,
                 broker_url: str | None) -> None:
     """Put dead letters back on their queues as new ready messages.
 
@@ -296,11 +332,10 @@ def dlq_requeue(ids: tuple[int, ...], queue: str | None, everything: bool, as_js
       liteq dlq requeue --all
     """
     _selection(ids, queue, everything)
-    broker = open_broker(broker_url, sqlite_for="liteq dlq")
-    total = _dead_total(broker, ids, queue)
-    moved = progress_run(total, "requeueing", lambda progress: broker.requeue_dead_letters(
-        list(ids) if ids else None, queue=queue, progress=progress))
-    broker.close()
+    with inspecting(broker_url) as inspector:
+        total = _dead_total(inspector, ids, queue)
+        moved = progress_run(total, "requeueing", lambda progress: inspector.requeue_dead(
+            list(ids) if ids else None, queue_name=queue, progress=progress))
     if as_json:
         print_json({"requeued": moved})
     else:
@@ -308,25 +343,24 @@ def dlq_requeue(ids: tuple[int, ...], queue: str | None, everything: bool, as_js
 
 
 @dlq_group.command("purge")
-@click.argument("ids", nargs=-1, type=int, metavar="[IDS]...")
+@click.argument("ids", nargs=-1, metavar="[IDS]...")
 @click.option("-q", "--queue", default=None, help="Delete every dead letter of QUEUE.")
 @click.option("--all", "everything", is_flag=True, help="Delete every dead letter.")
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
 @json_option
 @broker_option
 @handle_errors
-def dlq_purge(ids: tuple[int, ...], queue: str | None, everything: bool, yes: bool,
+def dlq_purge(ids: tuple[str, ...], queue: str | None, everything: bool, yes: bool,
               as_json: bool, broker_url: str | None) -> None:
     """Delete dead letters for good (asks first unless --yes)."""
     _selection(ids, queue, everything)
-    broker = open_broker(broker_url, sqlite_for="liteq dlq")
-    total = _dead_total(broker, ids, queue)
-    if not yes:
-        which = f"of queue {safe(queue)} " if queue else ""
-        click.confirm(f"Delete {total} dead letter(s) {which}for good?", abort=True)
-    removed = progress_run(total, "purging", lambda progress: broker.purge_dead_letters(
-        list(ids) if ids else None, queue=queue, progress=progress))
-    broker.close()
+    with inspecting(broker_url) as inspector:
+        total = _dead_total(inspector, ids, queue)
+        if not yes:
+            which = f"of queue {safe(queue)} " if queue else ""
+            click.confirm(f"Delete {total} dead letter(s) {which}for good?", abort=True)
+        removed = progress_run(total, "purging", lambda progress: inspector.purge_dead(
+            list(ids) if ids else None, queue_name=queue, progress=progress))
     if as_json:
         print_json({"purged": removed})
     else:
@@ -343,17 +377,17 @@ def dlq_purge(ids: tuple[int, ...], queue: str | None, everything: bool, yes: bo
 @broker_option
 @handle_errors
 def purge_command(queue: str, yes: bool, as_json: bool, broker_url: str | None) -> None:
-    """Delete every message of QUEUE: ready, delayed and running (not its dead letters)."""
-    broker = open_broker(broker_url, sqlite_for="liteq purge")
-    stats = broker.stats()
-    if queue not in stats:
-        fail(f"no queue named {queue!r} (known: {', '.join(sorted(stats)) or 'none'})")
-    count = sum(stats[queue][k] for k in ("ready", "delayed", "running"))
-    if not yes:
-        click.confirm(f"Delete {count} message(s) of queue {safe(queue)}?", abort=True)
-    broker.flush(queue)
-    broker.close()
+    """Delete every message of QUEUE: ready, delayed and claimed (not its dead letters)."""
+    with inspecting(broker_url) as inspector:
+        found = inspector.queues()
+        if queue not in found:
+            fail(f"no queue named {queue!r} (known: {', '.join(sorted(found)) or 'none'})")
+        if not yes:
+            known = [getattr(found[queue], k) for k in ("ready", "delayed", "claimed")]
+            total = "every" if None in known else str(sum(n or 0 for n in known))
+            click.confirm(f"Delete {total} message(s) of queue {safe(queue)}?", abort=True)
+        purged = inspector.purge(queue)
     if as_json:
-        print_json({"queue": queue, "purged": count})
+        print_json({"queue": queue, "purged": purged})
     else:
-        click.echo(f"purged {count} message(s) from {safe(queue)}")
+        click.echo(f"purged {purged} message(s) from {safe(queue)}")

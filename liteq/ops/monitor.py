@@ -1,14 +1,15 @@
 """The data model of ``liteq top``: broker snapshots turned into frames to display.
 
 Each refresh reads :func:`liteq.ops.snapshot.snapshot` (the data of ``liteq stats
---json``) plus two cheap extras: the oldest waiting message of each queue that has
-ready messages (``oldest_ready``: index seeks) and the newest dead letters (a rowid
-range read). Every query is a plain read in WAL mode: it never takes the write lock
-and never blocks a worker.
+--json``) plus two cheap extras, all through the broker's
+:class:`~liteq.brokers.inspect.Inspector`: the oldest waiting message of each queue
+that has ready messages and the newest dead letters. The inspectors read without
+blocking a worker (on SQLite: plain WAL reads, index seeks).
 
 :class:`Monitor` turns successive snapshots into a :class:`Frame` (rates from the
-``done`` / ``failed`` counters, a 60-sample history per queue, CPU and RSS of local
-worker processes). Kept apart from the rendering so it can be tested without rich.
+``succeeded`` / ``failed`` counters where the broker knows them, a 60-sample history
+per queue, CPU and RSS of local worker processes). Kept apart from the rendering so it
+can be tested without rich.
 """
 
 from __future__ import annotations
@@ -18,21 +19,17 @@ import socket
 from collections import deque
 from typing import Any
 
+from ..brokers.inspect import COUNT_FIELDS, Inspector
 from .snapshot import snapshot
 
-#: Samples of done/s and failed/s kept per queue for the sparklines.
+#: Samples of succeeded/s and failed/s kept per queue for the sparklines.
 HISTORY = 60
 #: Newest dead letters read per refresh, and failures shown at most.
 RECENT_DEAD = 10
 RECENT_FAILURES = 10
 
-NEWEST_DEAD = (
-    "SELECT id, queue, message_id, actor_name, reason, failed_at FROM liteq_dead_letters"
-    " ORDER BY id DESC LIMIT ?"
-)
 
-
-def extras(broker: Any, snap: dict[str, Any]) -> dict[str, Any]:
+def extras(inspector: Inspector, snap: dict[str, Any]) -> dict[str, Any]:
     """What ``liteq top`` shows beyond the snapshot, read cheaply (seeks, no scans).
 
     ``{"oldest_ready_age_ms": {queue: age}, "recent_dead": [newest dead letters]}``.
@@ -41,27 +38,32 @@ def extras(broker: Any, snap: dict[str, Any]) -> dict[str, Any]:
     oldest: dict[str, int] = {}
     for name, counts in snap["queues"].items():
         if counts.get("ready"):
-            eta = broker.oldest_ready(name)
+            eta = inspector.oldest_ready(name)
             if eta is not None:
                 oldest[name] = max(0, now - eta)
-    keys = ("id", "queue", "message_id", "actor", "error", "at")
-    dead = [dict(zip(keys, row, strict=True))
-            for row in broker.db.read(NEWEST_DEAD, (RECENT_DEAD,))]
+    dead = [{"id": d.id, "queue": d.queue, "message_id": d.message_id, "actor": d.actor_name,
+             "error": d.reason, "at": d.failed_at}
+            for d in inspector.recent_dead(RECENT_DEAD)]
     return {"oldest_ready_age_ms": oldest, "recent_dead": dead}
 
 
 @dataclasses.dataclass
 class QueueView:
+    """One queue's counts (None: the broker cannot know it) and rates (None: unknown yet)."""
+
     name: str
-    ready: int
-    delayed: int
-    running: int
-    dead: int
-    done: int
-    failed: int
-    done_rate: float | None
+    ready: int | None
+    delayed: int | None
+    claimed: int | None
+    running: int | None
+    dead: int | None
+    succeeded: int | None
+    failed: int | None
+    retried: int | None
+    dead_lettered: int | None
+    succeeded_rate: float | None
     failed_rate: float | None
-    #: (done/s, failed/s) samples, oldest first.
+    #: (succeeded/s, failed/s) samples, oldest first.
     history: list[tuple[float, float]]
     oldest_ms: int | None
     p50: float | None
@@ -80,8 +82,8 @@ class WorkerView:
     rss: int | None
     heartbeat_age_ms: int
     state: str
-    processed: int
-    failed: int
+    succeeded: int | None
+    failed: int | None
     started_at: int
 
 
@@ -98,14 +100,15 @@ class FailureView:
 class Frame:
     at: int
     broker: str
-    path: str | None
     queues: list[QueueView]
     workers: list[WorkerView]
     failures: list[FailureView]
     interval: float | None  # seconds between the two snapshots the rates come from
 
-    def total(self, key: str) -> int:
-        return sum(getattr(q, key) for q in self.queues)
+    def total(self, key: str) -> int | None:
+        """The sum over the queues, or None when a queue's figure is unknown."""
+        values = [getattr(q, key) for q in self.queues]
+        return None if None in values else sum(values)
 
     def total_rate(self, key: str) -> float | None:
         rates = [getattr(q, key) for q in self.queues if getattr(q, key) is not None]
@@ -116,6 +119,15 @@ class Frame:
         """How long the oldest live worker has been running."""
         starts = [w.started_at for w in self.workers if w.state != "dead"]
         return self.at - min(starts) if starts else None
+
+
+def _rate(before: dict[str, int | None], now: dict[str, int | None], key: str,
+          elapsed: float) -> float | None:
+    """``key``'s increase per second, or None when the broker does not count it."""
+    old, new = before.get(key), now.get(key)
+    if old is None or new is None:
+        return None
+    return max(0, new - old) / elapsed
 
 
 def _actors(running: list[str]) -> str:
@@ -180,21 +192,19 @@ def failures(workers: list[dict[str, Any]], recent_dead: list[dict[str, Any]],
 class Monitor:
     """Turns successive snapshots of one broker into frames with rates and history."""
 
-    def __init__(self, broker: Any, url: str | None = None, *, history: int = HISTORY
-                 ) -> None:
-        self.broker = broker
-        self.url = url
+    def __init__(self, inspector: Inspector, *, history: int = HISTORY) -> None:
+        self.inspector = inspector
         self.history_len = history
-        self._prev: tuple[int, dict[str, dict[str, int]]] | None = None
+        self._prev: tuple[int, dict[str, dict[str, int | None]]] | None = None
         self._history: dict[str, deque[tuple[float, float]]] = {}
-        self._rates: dict[str, tuple[float, float]] = {}
+        self._rates: dict[str, tuple[float | None, float | None]] = {}
         self._procs: dict[int, Any] = {}
         self._host = socket.gethostname()
 
     def refresh(self) -> Frame:
         """Read the broker (snapshot + extras) and return the next frame."""
-        snap = snapshot(self.broker, self.url)
-        return self.update(snap, extras(self.broker, snap))
+        snap = snapshot(self.inspector)
+        return self.update(snap, extras(self.inspector, snap))
 
     def update(self, snap: dict[str, Any], extra: dict[str, Any]) -> Frame:
         """The frame for ``snap`` (the data of ``liteq stats --json``) and ``extra``."""
@@ -209,11 +219,12 @@ class Monitor:
                     before = prev_queues.get(name)
                     if before is None:
                         continue
-                    rate = (max(0, counts["done"] - before["done"]) / elapsed,
-                            max(0, counts["failed"] - before["failed"]) / elapsed)
+                    rate = (_rate(before, counts, "succeeded", elapsed),
+                            _rate(before, counts, "failed", elapsed))
                     self._rates[name] = rate
-                    self._history.setdefault(
-                        name, deque(maxlen=self.history_len)).append(rate)
+                    if rate[0] is not None:
+                        self._history.setdefault(name, deque(maxlen=self.history_len)).append(
+                            (rate[0], rate[1] or 0.0))
         self._prev = (at, {name: dict(counts) for name, counts in queues.items()})
 
         times = run_times(snap["workers"])
@@ -223,20 +234,20 @@ class Monitor:
             c = queues[name]
             rates = self._rates.get(name)
             p = times.get(name)
+            figures: dict[str, Any] = {k: c.get(k) for k in COUNT_FIELDS}
             views.append(QueueView(
-                name, c["ready"], c["delayed"], c["running"], c["dead"], c["done"],
-                c["failed"], rates[0] if rates else None, rates[1] if rates else None,
-                list(self._history.get(name, ())), oldest.get(name),
-                p[0] if p else None, p[1] if p else None))
+                name=name, **figures, succeeded_rate=rates[0] if rates else None,
+                failed_rate=rates[1] if rates else None,
+                history=list(self._history.get(name, ())), oldest_ms=oldest.get(name),
+                p50=p[0] if p else None, p95=p[1] if p else None))
 
         workers = [self._worker(w) for w in snap["workers"]]
         live = {w.pid for w in workers if w.host == self._host and w.state != "dead"}
         for pid in list(self._procs):
             if pid not in live:
                 del self._procs[pid]
-        return Frame(at, snap.get("broker", ""), getattr(self.broker, "path", None),
-                     views, workers, failures(snap["workers"], extra.get("recent_dead", [])),
-                     interval)
+        return Frame(at, snap.get("broker", ""), views, workers,
+                     failures(snap["workers"], extra.get("recent_dead", [])), interval)
 
     def _worker(self, w: dict[str, Any]) -> WorkerView:
         cpu = rss = None
@@ -245,8 +256,8 @@ class Monitor:
         return WorkerView(
             w["pid"], w["host"], list(w.get("queues") or []), w.get("threads", 0),
             len(w.get("running") or []), _actors(w.get("running") or []), cpu, rss,
-            w.get("heartbeat_age_ms", 0), w.get("state", "alive"), w.get("processed", 0),
-            w.get("failed", 0), w["started_at"])
+            w.get("heartbeat_age_ms", 0), w.get("state", "alive"), w.get("succeeded"),
+            w.get("failed"), w["started_at"])
 
     def _usage(self, pid: int, started_at: int) -> tuple[float | None, int | None]:
         """CPU % since the previous refresh and RSS of local process ``pid``."""
@@ -266,7 +277,6 @@ class Monitor:
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             self._procs.pop(pid, None)
             return None, None
-
 
 
 __all__ = ["Frame", "Monitor", "extras"]

@@ -1,7 +1,8 @@
-"""A point-in-time picture of a broker: queue counts and the worker registry.
+"""A point-in-time picture of a broker: queue counts, the worker registry, its storage.
 
 The one source of what ``liteq stats`` (and ``liteq top``) show: plain JSON-ready
-data, no formatting, so every view of a broker agrees.
+data read through the broker's :class:`~liteq.brokers.inspect.Inspector` only, no
+formatting, so every view of every broker agrees.
 """
 
 from __future__ import annotations
@@ -10,11 +11,8 @@ import os
 import socket
 from typing import Any
 
+from ..brokers.inspect import STALE_AFTER_MS, Inspector
 from ..common import current_millis
-from ..urls import mask_url
-
-#: A worker whose heartbeat is older than this (ms) is shown as stale.
-STALE_AFTER_MS = 10000
 
 
 def worker_state(entry: dict[str, Any], now: int, host: str) -> str:
@@ -33,21 +31,17 @@ def worker_state(entry: dict[str, Any], now: int, host: str) -> str:
     return state
 
 
-def snapshot(broker: Any, url: str | None = None) -> dict[str, Any]:
-    """Queue counts and workers of a SQLite ``broker``, as ``liteq stats --json`` prints them.
-
-    ``{"broker": masked URL (``url``, else built from the broker's path),
-    "queues": {queue: {"ready", "delayed", "running", "dead", "done", "failed"}},
-    "workers": [registry entry + "heartbeat_age_ms" and "state"], "at": ms}``. A
-    registry entry has ``owner``, ``pid``, ``host``, ``queues``, ``threads``,
-    ``started_at``, ``heartbeat_at`` (ms), ``running``, ``processed``, ``failed`` and
-    ``activity`` (recent run-time p50/p95 per queue and recent failures).
+def snapshot(inspector: Inspector) -> dict[str, Any]:
+    """What ``liteq stats --json`` prints: ``{"broker": masked URL, "queues": {queue:
+    QueueCounts as a dict (None = not knowable)}, "workers": [registry entry (see
+    :meth:`Inspector.workers`) + "heartbeat_age_ms" and "state"], "storage":
+    :meth:`Inspector.storage` or None, "at": ms}``.
     """
-    queues = broker.stats()
-    entries = broker.workers()
+    queues = {name: counts.asdict() for name, counts in sorted(inspector.queues().items())}
+    entries = inspector.workers()
     now = current_millis()
     host = socket.gethostname()
     workers = [{**entry, "heartbeat_age_ms": now - entry["heartbeat_at"],
                 "state": worker_state(entry, now, host)} for entry in entries]
-    return {"broker": mask_url(url if url is not None else f"sqlite:///{broker.path}"),
-            "queues": queues, "workers": workers, "at": now}
+    return {"broker": inspector.url, "queues": queues, "workers": workers,
+            "storage": inspector.storage(), "at": now}

@@ -1,4 +1,4 @@
-"""``liteq top``: a live terminal monitor of a SQLite broker.
+"""``liteq top``: a live terminal monitor of a broker (any: it reads its Inspector).
 
 The terminal side: :func:`run_live` drives a ``rich.live.Live`` screen (keys read
 in cbreak mode) until ``q`` or Ctrl-C, and :func:`top_command` is the click command.
@@ -19,11 +19,10 @@ from typing import Any
 import click
 
 from .cli_support import (
-    DEFAULT_URL,
     broker_option,
     handle_errors,
+    inspecting,
     json_option,
-    open_broker,
     print_json,
 )
 from .monitor import Monitor
@@ -110,20 +109,19 @@ def _terminate_cleanly(signum: int, frame: Any) -> None:
 def top_command(interval: float, once: bool, as_json: bool, broker_url: str | None) -> None:
     """A live view of queues, rates, workers and recent failures. Press q to quit.
 
-    Reads only (never takes the database's write lock). --json prints the same
-    data as ``liteq stats --json``.
+    Reads only (on SQLite, never takes the database's write lock). --json
+    prints the same data as ``liteq stats --json``. "–" is a count the broker
+    cannot know.
     """
     from rich.console import Console
 
     if interval <= 0 and not (once or as_json):
         raise click.BadParameter("must be above 0 for the live view", param_hint="--interval")
-    url = broker_url or DEFAULT_URL
-    broker = open_broker(broker_url, sqlite_for="liteq top")
-    try:
+    with inspecting(broker_url) as inspector:
         if as_json:
-            print_json(snapshot(broker, url))
+            print_json(snapshot(inspector))
             return
-        monitor = Monitor(broker, url)
+        monitor = Monitor(inspector)
         if once:
             frame = monitor.refresh()
             if interval > 0:
@@ -138,8 +136,6 @@ def top_command(interval: float, once: bool, as_json: bool, broker_url: str | No
             pass
         finally:
             signal.signal(signal.SIGTERM, previous)
-    finally:
-        broker.close()
 
 
 __all__ = ["run_live", "top_command"]

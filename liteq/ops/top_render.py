@@ -24,7 +24,10 @@ IDLE_SPARK = "▁"
 # ---------------------------------------------------------------------------------------
 # formatting
 # ---------------------------------------------------------------------------------------
-def fmt_count(n: int) -> str:
+def fmt_count(n: int | None) -> str:
+    """A count in at most 6 cells; "–" when the broker cannot know it."""
+    if n is None:
+        return "–"
     if n < 100000:
         return f"{n:,}"
     if n < 10_000_000:
@@ -88,7 +91,7 @@ def fmt_bytes(n: int | None) -> str:
 
 
 def sparkline(samples: list[tuple[float, float]], width: int) -> Any:
-    """done/s samples as ``width`` bars, red where something failed.
+    """succeeded/s samples as ``width`` bars, red where something failed.
 
     More samples than bars are averaged in buckets, so the line always spans the
     whole history (the last minute at the default interval).
@@ -214,7 +217,7 @@ def queue_columns(frame: Frame, width: int) -> list[Column]:
         Column("Run", [fmt_count(q.running) for q in qs], drop=1),
         Column("Dead", [Text(fmt_count(q.dead), style="red" if q.dead else "")
                         for q in qs], drop=2),
-        Column("Done/s", [fmt_rate(q.done_rate) for q in qs], drop=0),
+        Column("Succ/s", [fmt_rate(q.succeeded_rate) for q in qs], drop=0),
         Column("Fail/s", [Text(fmt_rate(q.failed_rate),
                                style="red" if q.failed_rate else "") for q in qs], drop=2),
         Column("Trend", [""] * len(qs), "left", 4, min_width=8, max_width=HISTORY,
@@ -235,7 +238,7 @@ def worker_columns(frame: Frame) -> list[Column]:
         Column("Busy", [f"{w.busy}/{w.threads}" for w in ws], drop=0),
         Column("CPU%", [f"{w.cpu:.0f}" if w.cpu is not None else "-" for w in ws], drop=1),
         Column("RSS", [fmt_bytes(w.rss) for w in ws], drop=2),
-        Column("Done", [fmt_count(w.processed) for w in ws], drop=4),
+        Column("Succ", [fmt_count(w.succeeded) for w in ws], drop=4),
         Column("Fail", [fmt_count(w.failed) for w in ws], drop=4),
         Column("Beat", [fmt_age(w.heartbeat_age_ms) for w in ws], drop=3),
         Column("State", [literal(w.state, style=STATE_STYLE.get(w.state, "")) for w in ws],
@@ -267,23 +270,24 @@ def header_lines(frame: Frame, width: int) -> list[Any]:
     busy = sum(w.busy for w in frame.workers if w.state != "dead")
     threads = sum(w.threads for w in frame.workers if w.state != "dead")
     uptime = frame.uptime_ms
+    broker = (safe(frame.broker), "cyan")
+    title = Text.assemble(("liteq top", "bold"), " ", broker)
     segments = [
-        Text.assemble(("liteq top", "bold"), " ", (safe(frame.path or frame.broker), "cyan")),
-    ]
-    if frame.path and frame.broker and not frame.broker.endswith(frame.path):
-        segments.append(literal(f"broker {frame.broker}"))
-    segments += [
+        title if title.cell_len <= width else Text.assemble(broker),  # the URL comes first
         Text(f"at {at}" + (f", every {fmt_seconds(frame.interval)}"
                            if frame.interval else ""), style="dim"),
         Text.assemble(("ready ", "dim"), fmt_count(frame.total("ready")),
                       ("  delayed ", "dim"), fmt_count(frame.total("delayed")),
+                      ("  claimed ", "dim"), fmt_count(frame.total("claimed")),
                       ("  running ", "dim"), fmt_count(frame.total("running")),
                       ("  dead ", "dim"), (fmt_count(frame.total("dead")),
                                            "red" if frame.total("dead") else "")),
-        Text.assemble(("done ", "dim"), fmt_count(frame.total("done")),
-                      f" ({fmt_rate(frame.total_rate('done_rate'))}/s)",
+        Text.assemble(("succeeded ", "dim"), fmt_count(frame.total("succeeded")),
+                      f" ({fmt_rate(frame.total_rate('succeeded_rate'))}/s)",
                       ("  failed ", "dim"), fmt_count(frame.total("failed")),
-                      f" ({fmt_rate(frame.total_rate('failed_rate'))}/s)"),
+                      f" ({fmt_rate(frame.total_rate('failed_rate'))}/s)",
+                      ("  retried ", "dim"), fmt_count(frame.total("retried")),
+                      ("  dead-lettered ", "dim"), fmt_count(frame.total("dead_lettered"))),
         Text.assemble(("workers ", "dim"), f"{alive}/{len(frame.workers)} alive",
                       ("  threads ", "dim"), f"{busy}/{threads} busy",
                       ("  up ", "dim"), fmt_age(uptime) if uptime is not None else "-"),
@@ -378,7 +382,6 @@ def render_text(frame: Frame, width: int = 80, height: int | None = None,
                       else None, force_terminal=color, legacy_windows=False)
     console.print(render(frame, width, height))
     return console.file.getvalue()  # type: ignore[attr-defined]
-
 
 
 __all__ = ["render", "render_text"]

@@ -83,8 +83,9 @@ def test_enqueue_queues_and_stats(db):
 
     stats = run_json(db, "stats")
     assert stats["queues"]["default"]["ready"] == 2
-    assert stats["queues"]["slow"] == {"ready": 0, "delayed": 1, "running": 0, "dead": 0,
-                                       "done": 0, "failed": 0}
+    assert stats["queues"]["slow"] == {"ready": 0, "delayed": 1, "claimed": 0, "running": 0,
+                                       "dead": 0, "succeeded": 0, "failed": 0, "retried": 0,
+                                       "dead_lettered": 0}
     assert stats["workers"] == []
 
     # The priority was stored: the priority-9 message is claimed first.

@@ -26,7 +26,8 @@ from liteq.store import SqliteBroker
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
 TOP = [sys.executable, "-m", "liteq", "top"]
-COUNTS = ("ready", "delayed", "running", "dead", "done", "failed")
+COUNTS = ("ready", "delayed", "claimed", "running", "dead", "succeeded", "failed", "retried",
+          "dead_lettered")
 
 
 def run_cli(db: Path, *args: str, env: dict[str, str] | None = None
@@ -39,8 +40,12 @@ def run_cli(db: Path, *args: str, env: dict[str, str] | None = None
 # ---------------------------------------------------------------------------------------
 # the data model and the layout, on hand-made snapshots
 # ---------------------------------------------------------------------------------------
-class FakeBroker:
-    path = "/srv/app/liteq.db"
+class FakeInspector:
+    url = "sqlite:////srv/app/liteq.db"
+
+
+def counts(**figures: int | None) -> dict[str, int | None]:
+    return dict.fromkeys(COUNTS, 0) | figures
 
 
 def fake_snapshot(at: int, k: int, workers: int = 3) -> dict:
@@ -48,18 +53,18 @@ def fake_snapshot(at: int, k: int, workers: int = 3) -> dict:
     return {
         "broker": "sqlite:////srv/app/liteq.db", "at": at,
         "queues": {
-            "default": dict(ready=123456, delayed=12, running=16, dead=3,
-                            done=10000 + 500 * k, failed=20 + 2 * k),
-            "emails": dict(ready=0, delayed=0, running=0, dead=0, done=7, failed=0),
-            "reports_with_a_long_name": dict(ready=2_000_000, delayed=1, running=2, dead=140,
-                                             done=30 * k, failed=0),
+            "default": counts(ready=123456, delayed=12, claimed=40, running=16, dead=3,
+                              succeeded=10000 + 500 * k, failed=20 + 2 * k, retried=20 + 2 * k),
+            "emails": counts(succeeded=7),
+            "reports_with_a_long_name": counts(ready=2_000_000, delayed=1, claimed=2, running=2,
+                                               dead=140, succeeded=30 * k),
         },
         "workers": [{
             "owner": f"h:{4242 + i}:x", "pid": 4242 + i, "host": "elsewhere",
             "queues": ["default", "emails"], "threads": 8, "started_at": at - 3_600_000,
             "heartbeat_at": at - 300, "heartbeat_age_ms": 300,
             "state": ("alive", "stale", "dead")[i % 3], "running": ["record"] * 3 + ["mail"],
-            "processed": 100000, "failed": 12,
+            "processed": 100012, "succeeded": 100000, "failed": 12,
             "activity": {
                 "run_time": {"default": {"p50": 0.002 * (i + 1), "p95": 0.05 * (i + 1),
                                          "n": 100}},
@@ -78,7 +83,7 @@ EXTRA = {"oldest_ready_age_ms": {"default": 12_000, "reports_with_a_long_name": 
 
 
 def monitor_after(seconds: int, workers: int = 3) -> tuple[Monitor, object]:
-    monitor = Monitor(FakeBroker())
+    monitor = Monitor(FakeInspector())
     frame = None
     for k in range(seconds + 1):
         snap = fake_snapshot(1_000_000 + 1000 * k, k, workers)
@@ -88,15 +93,15 @@ def monitor_after(seconds: int, workers: int = 3) -> tuple[Monitor, object]:
 
 
 def test_rates_and_history_come_from_successive_snapshots():
-    monitor = Monitor(FakeBroker())
+    monitor = Monitor(FakeInspector())
     first = monitor.update(fake_snapshot(1_000_000, 0), EXTRA)
-    assert all(q.done_rate is None and q.history == [] for q in first.queues)
+    assert all(q.succeeded_rate is None and q.history == [] for q in first.queues)
     _, frame = monitor_after(HISTORY + 15)
     default = next(q for q in frame.queues if q.name == "default")
-    assert default.done_rate == pytest.approx(500)
+    assert default.succeeded_rate == pytest.approx(500)
     assert default.failed_rate == pytest.approx(2)
     assert len(default.history) == HISTORY  # a minute at the default interval
-    assert frame.total_rate("done_rate") == pytest.approx(530)
+    assert frame.total_rate("succeeded_rate") == pytest.approx(530)
     assert default.oldest_ms == 12_000
     # p50: mean weighted by samples over the workers not dead; p95: their maximum.
     assert default.p50 == pytest.approx(0.003)
@@ -118,7 +123,7 @@ def test_a_frame_fits_80x24_and_uses_more_room_when_there_is_some():
     assert len(lines) <= 23, small  # the last line stays free: no scrolling
     assert max(cell_len(line) for line in lines) <= 80, small
     header = next(line for line in lines if line.startswith("Queue"))
-    assert header.split() == ["Queue", "Ready", "Delay", "Run", "Dead", "Done/s", "Fail/s",
+    assert header.split() == ["Queue", "Ready", "Delay", "Run", "Dead", "Succ/s", "Fail/s",
                               "Trend", "Oldest", "p50", "p95"]
     for needle in ("default", "emails", "reports_with", "4242", "stale", "dead",
                    "ValueError", "500", "/srv/app/liteq.db", "more failures"):
@@ -140,7 +145,7 @@ def test_narrow_and_short_terminals_drop_columns_and_rows():
     assert max(cell_len(line) for line in lines) <= 44, narrow
     assert len(lines) <= 23
     header = next(line for line in lines if line.startswith("Queue")).split()
-    assert header[:2] == ["Queue", "Ready"] and "Done/s" in header and "p95" not in header
+    assert header[:2] == ["Queue", "Ready"] and "Succ/s" in header and "p95" not in header
     assert "more workers" in narrow  # 12 workers do not fit: the rest are counted
     tiny = render_text(frame, 30, 12)
     assert max(cell_len(line) for line in lines_of(tiny)) <= 30
@@ -160,7 +165,7 @@ def test_refresh_reads_while_another_connection_holds_the_write_lock(tmp_path):
         writer = sqlite3.connect(db, isolation_level=None)
         writer.execute("BEGIN IMMEDIATE")  # holds the write lock for the whole refresh
         try:
-            monitor = Monitor(broker)
+            monitor = Monitor(broker.inspector())
             started = time.monotonic()
             frame = monitor.refresh()
             text = render_text(frame, 100, 30)
@@ -207,20 +212,21 @@ def test_json_is_the_stats_snapshot_with_the_figures_of_the_work_done(tmp_path):
     finally:
         broker.close()
 
-    assert set(data) == set(same) == {"broker", "queues", "workers", "at"}
+    assert set(data) == set(same) == {"broker", "queues", "workers", "storage", "at"}
     assert data["broker"] == same["broker"] == f"sqlite:///{db}"
     assert data["queues"] == same["queues"]
     expected = {
-        "default": dict(ready=0, delayed=0, running=0, dead=0, done=40, failed=0),
-        "failing": dict(ready=0, delayed=0, running=0, dead=7, done=0, failed=7),
-        "idle": dict(ready=25, delayed=5, running=0, dead=0, done=0, failed=0),
+        "default": counts(succeeded=40),
+        "failing": counts(dead=7, failed=7, dead_lettered=7),
+        "idle": counts(ready=25, delayed=5),
     }
     assert {name: {k: counts[k] for k in COUNTS} for name, counts in data["queues"].items()
             } == expected
     (worker,) = data["workers"]
     assert worker["pid"] == os.getpid() and worker["state"] == "alive"
     assert sorted(worker["queues"]) == ["default", "failing"]
-    assert (worker["processed"], worker["failed"]) == (47, 7)
+    assert (worker["processed"], worker["succeeded"], worker["failed"]) == (47, 40, 7)
+    assert data["storage"]["path"] == str(db) and data["storage"]["file_bytes"] > 0
     assert worker["activity"]["run_time"]["default"]["n"] == 40
     assert {f["actor"] for f in worker["activity"]["failures"]} == {"explode"}
     moving = {"heartbeat_at", "heartbeat_age_ms"}
@@ -246,7 +252,7 @@ def test_once_prints_one_frame_at_80_columns(tmp_path):
     lines = lines_of(proc.stdout)
     assert max(cell_len(line) for line in lines) <= 80, proc.stdout
     header = next(line for line in lines if line.startswith("Queue")).split()
-    assert header[:3] == ["Queue", "Ready", "Delay"] and "Done/s" in header, proc.stdout
+    assert header[:3] == ["Queue", "Ready", "Delay"] and "Succ/s" in header, proc.stdout
     default = next(line for line in lines if line.startswith("default")).split()
     emails = next(line for line in lines if line.startswith("emails")).split()
     assert default[1:3] == ["300", "0"] and emails[1:3] == ["0", "3"]
@@ -409,7 +415,7 @@ def test_top_in_a_real_terminal_against_a_busy_pool(tmp_path):
         term = start_top("first")
 
         def busy(screen: str) -> bool:
-            rate = column(screen, "Queue", "default", "Done/s")
+            rate = column(screen, "Queue", "default", "Succ/s")
             return (rate not in (None, "0", "-")
                     and all(any(line.lstrip().startswith(f"{pid} ") for line in
                                 screen.splitlines()) for pid in pids)
@@ -418,8 +424,8 @@ def test_top_in_a_real_terminal_against_a_busy_pool(tmp_path):
 
         screen = wait_screen(term, busy, timeout=30)
         assert "default" in screen and "failing" in screen and str(db) in screen
-        done_rate = column(screen, "Queue", "default", "Done/s")
-        assert float(done_rate.replace(",", "")) > 0  # type: ignore[union-attr]
+        succeeded_rate = column(screen, "Queue", "default", "Succ/s")
+        assert float(succeeded_rate.replace(",", "")) > 0  # type: ignore[union-attr]
         for pid in pids:  # every worker process, with its CPU and RSS from psutil
             cpu = column(screen, "PID", str(pid), "CPU%")
             assert cpu is not None and cpu != "-", screen
@@ -428,7 +434,7 @@ def test_top_in_a_real_terminal_against_a_busy_pool(tmp_path):
 
         # Ctrl-C quits just as cleanly.
         term = start_top("second")
-        wait_screen(term, lambda s: "Done/s" in s, timeout=30)
+        wait_screen(term, lambda s: "Succ/s" in s, timeout=30)
         term.send("C-c")
         ended_cleanly("second")
     finally:

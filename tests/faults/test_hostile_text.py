@@ -79,7 +79,7 @@ def write_rows_as_the_broker_does(broker: SqliteBroker) -> None:
             {"at": now, "actor": ACTOR, "message_id": MESSAGE_ID, "error": ERROR}]}
         conn.execute(q.HEARTBEAT, (
             "elsewhere:1:x", 1, HOST, json.dumps([QUEUE]), 3, now - 1000, now,
-            json.dumps([HOLD, ACTOR]), 10, 1, json.dumps(activity)))
+            json.dumps([HOLD, ACTOR]), json.dumps({QUEUE: 2}), 10, 9, 1, json.dumps(activity)))
 
     broker.db.write(write)
 

@@ -228,8 +228,8 @@ class SqliteConsumer(BatchConsumer):
             if proxy.failed:
                 reason, trace = failure_reason(proxy)
                 execute(q.DEAD_LETTER_LEASED, (
-                    proxy._message.actor_name, proxy._message.encode(), reason, trace, now_ms,
-                    row_id, token,
+                    proxy._message.actor_name, proxy._message.encode(), reason, trace,
+                    int(row_id != self._solo), now_ms, row_id, token,
                 ))
             if counts.remove_leased(conn, mark, row_id, token):
                 tally = per_queue.setdefault(name, [0, 0, 0, 0])

@@ -169,11 +169,12 @@ NEXT_ETA = f"SELECT min(eta) FROM liteq_messages WHERE state = {DELAYED}"
 
 # --- settle (by id and lease token: a stale token changes nothing) --------------------
 ACK = "DELETE FROM liteq_messages WHERE id = ? AND lease_token = ?"
+# deliveries + ?4: the delivery being settled, when its (batch) claim did not count it.
 DEAD_LETTER_LEASED = (
     "INSERT INTO liteq_dead_letters"
     " (queue, message_id, actor_name, priority, body, reason, traceback, deliveries, failed_at)"
-    " SELECT queue, message_id, ?, priority, ?, ?, ?, deliveries, ? FROM liteq_messages"
-    " WHERE id = ? AND lease_token = ?"
+    " SELECT queue, message_id, ?1, priority, ?2, ?3, ?4, deliveries + ?5, ?6"
+    " FROM liteq_messages WHERE id = ?7 AND lease_token = ?8"
 )
 # The lifetime counters of the messages settled (or dead-lettered) by a transaction.
 COUNT_SETTLED = (
