@@ -288,13 +288,31 @@ def test_purges(broker, inspectors, queue):
     assert inspector.queues()[queue].dead == 0
 
 
+def stats_json(rabbitmq_url: str, *args: str) -> dict:
+    out = subprocess.run([sys.executable, "-m", "liteq", "stats", "--json", "--broker",
+                          rabbitmq_url, *args], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "guest:guest" not in out.stdout
+    return json.loads(out.stdout)
+
+
 def test_stats_json_on_rabbitmq(task_env, queue, rabbitmq_url):
     send(task_env, "t.noop.send()")
-    out = subprocess.run([sys.executable, "-m", "liteq", "stats", "--json", "--broker",
-                          rabbitmq_url], env=task_env, capture_output=True, text=True,
-                         timeout=60)
-    assert out.returncode == 0, out.stderr
-    snapshot = json.loads(out.stdout)
+    snapshot = stats_json(rabbitmq_url)
+    assert snapshot["broker"].startswith("amqp://guest:***@127.0.0.1:")
     assert snapshot["queues"][queue]["ready"] == 1
     assert snapshot["queues"][queue]["succeeded"] is None
-    assert "guest:guest" not in out.stdout
+
+
+def test_stats_lists_a_queue_no_liteq_process_named_when_given_with_queue(
+        rabbitmq_url, queue):
+    connection = pika.BlockingConnection(pika.URLParameters(rabbitmq_url))
+    try:  # declared by another client (no record): only --queue makes it known
+        channel = connection.channel()
+        for name in (queue, f"{queue}.DQ", f"{queue}.XQ"):
+            channel.queue_declare(name, durable=True)
+        channel.basic_publish("", queue, Message(queue, "noop", [], {}, {}).encode())
+    finally:
+        connection.close()
+    assert queue not in stats_json(rabbitmq_url)["queues"]
+    assert stats_json(rabbitmq_url, "--queue", queue)["queues"][queue]["ready"] == 1

@@ -7,7 +7,7 @@
 * **Depths** by passive ``queue.declare`` of ``Q``, ``Q.DQ`` and ``Q.XQ``: ready = ``Q``,
   delayed = ``Q.DQ`` + the delayed messages consumers hold until their ETA, dead =
   ``Q.XQ``.
-* **Claimed and running** from the heartbeats of live liteq workers (``liteq:workers``,
+* **Claimed and running** from the fresh heartbeats of liteq workers (``liteq:workers``,
   read from a time offset, so the first answer comes at once); ``None`` when the server
   has no streams. What Dramatiq's own workers hold is not seen: RabbitMQ does not say
   over AMQP how many messages a queue has unacknowledged.
@@ -36,7 +36,7 @@ import pika.exceptions
 from ...common import dq_name, q_name, xq_name
 from ...errors import BrokerError, DecodeError
 from ...message import Message
-from ..inspect import DeadLetter, Inspector, Progress, QueueCounts
+from ..inspect import STALE_AFTER_MS, DeadLetter, Inspector, Progress, QueueCounts
 from .connection import CONNECTION_ERRORS, close_quietly
 from .registry import QUEUES_STREAM, WORKER_WINDOW, WORKERS_STREAM, StreamReader, declare_stream
 
@@ -173,7 +173,10 @@ class RabbitmqInspector(Inspector):
         self._read_streams()
         registry = self._workers_stream is not None
         held: dict[str, list[int]] = {}
+        fresh = int(time.time() * 1000) - STALE_AFTER_MS
         for entry in self._entries.values():
+            if entry.get("heartbeat_at", 0) < fresh:
+                continue  # stale: what it held is back in its queue or soon will be
             for queue, h in (entry.get("held") or {}).items():
                 tally = held.setdefault(queue, [0, 0, 0])
                 tally[0] += h.get("claimed", 0)

@@ -37,8 +37,9 @@ WORKERS_STREAM = "liteq:workers"
 QUEUES_STREAM = "liteq:queues"
 #: Seconds between two heartbeats of a consumer.
 HEARTBEAT_INTERVAL = 1.0
-#: A worker silent this long (ms) is gone; readers start this far back in the stream.
-WORKER_WINDOW = 10_000
+#: Readers start this far back (ms) in ``liteq:workers`` and forget entries older than
+#: it: a worker silent that long is gone (after ``STALE_AFTER_MS`` it is shown stale).
+WORKER_WINDOW = 30_000
 #: The queue records kept (bytes); old ones go first, live queues are recorded again
 #: by every process that declares them.
 QUEUES_MAX_BYTES = 8_000_000
