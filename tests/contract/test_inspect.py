@@ -149,9 +149,18 @@ def inspected(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Inspec
 
 
 def eventually(read: Callable[[], Any], expected: Any, timeout: float = 30) -> None:
-    """Wait until ``read()`` equals ``expected``; then compare once more, for the diff."""
+    """Wait until ``read()`` equals ``expected`` twice in a row; then compare once more,
+    for the diff. Twice: figures that come from heartbeats (RabbitMQ's claimed and
+    running) may show a heartbeat older than a queue depth read a moment later."""
+    matched = [False]
+
+    def settled() -> bool:
+        now = read() == expected
+        twice, matched[0] = matched[0] and now, now
+        return twice
+
     try:
-        wait_for(lambda: read() == expected, timeout=timeout, interval=0.05)
+        wait_for(settled, timeout=timeout, interval=0.05)
     except AssertionError:
         pass
     assert read() == expected

@@ -10,9 +10,12 @@ import contextlib
 import importlib.util
 import json
 import os
+import shlex
+import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -316,3 +319,61 @@ def test_stats_lists_a_queue_no_liteq_process_named_when_given_with_queue(
         connection.close()
     assert queue not in stats_json(rabbitmq_url)["queues"]
     assert stats_json(rabbitmq_url, "--queue", queue)["queues"][queue]["ready"] == 1
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux (apt-get install tmux)")
+def test_top_in_a_real_terminal_against_a_rabbitmq_pool(task_env, pool, broker, queue,
+                                                         rabbitmq_url, tmp_path):
+    from acceptance.test_top import TOP, Tmux, column, top_process, wait_screen
+
+    broker.declare_queue(queue)
+    proc = pool("-p", "2", "-t", "2")
+    inspector = broker.inspector()
+    stop = threading.Event()
+
+    def feed() -> None:  # a steady stream of no-ops and a failure every 0.5 s
+        n = 0
+        while not stop.is_set():
+            for _ in range(20):
+                broker.enqueue(Message(queue, "noop", [], {}, {}))
+            if n % 200 == 0:
+                broker.enqueue(Message(queue, "boom", [f"task {n} fails on purpose"], {}, {}))
+            n += 20
+            stop.wait(0.05)
+
+    feeder = threading.Thread(target=feed, daemon=True)
+    term = None
+    try:
+        wait_for(lambda: len(workers_of(inspector, queue)) == 2, timeout=30)
+        pids = sorted(w["pid"] for w in workers_of(inspector, queue))
+        feeder.start()
+        q = shlex.quote
+        command = (f"cd {q(str(tmp_path))}; {' '.join(map(q, TOP))} --broker {q(rabbitmq_url)}"
+                   f" --interval 0.5; echo $? > top.rc")
+        term = Tmux(tmp_path, f"bash -c {q(command)}")
+        top = top_process(term)
+
+        def busy(screen: str) -> bool:
+            rate = column(screen, "Queue", queue, "Succ/s")
+            return (rate not in (None, "0", "-", "–")
+                    and all(any(line.lstrip().startswith(f"{pid} ") for line in
+                                screen.splitlines()) for pid in pids)
+                    and column(screen, "Queue", queue, "Dead") not in (None, "0")
+                    and "ValueError: task" in screen)
+
+        screen = wait_screen(term, busy, timeout=30)
+        assert broker.location in screen and "guest:guest" not in screen
+        assert "–" in screen  # the lifetime totals RabbitMQ cannot have
+        term.send("q")
+        wait_for(lambda: (tmp_path / "top.rc").exists(), timeout=10)
+        assert (tmp_path / "top.rc").read_text().strip() == "0"
+        wait_for(lambda: not top.is_running() or top.status() == "zombie", timeout=10)
+    finally:
+        stop.set()
+        if feeder.is_alive():
+            feeder.join(10)
+        if term is not None:
+            term.kill()
+        inspector.close()
+        assert proc.poll() is None  # the pool ran through the whole test

@@ -29,6 +29,8 @@ __all__ = ["MAX_PREFETCH", "RabbitmqConsumer"]
 
 #: AMQP's prefetch count is a 16-bit number.
 MAX_PREFETCH = 65535
+#: The per-queue counts of :attr:`RabbitmqConsumer.settled`, in order.
+_SETTLED = ("succeeded", "failed", "retried", "dead_lettered")
 
 
 class RabbitmqConsumer(BatchConsumer):
@@ -46,7 +48,8 @@ class RabbitmqConsumer(BatchConsumer):
     Failed messages are published to ``Q.XQ`` with why they failed in their options
     (:func:`liteq.brokers.failure.dead_letter_body`), then acknowledged. Every
     :data:`~.registry.HEARTBEAT_INTERVAL` the consumer publishes its worker registry
-    entry (``describe()`` plus what it holds per queue) to ``liteq:workers``.
+    entry (``describe()``, plus per queue what it holds and what it settled) to
+    ``liteq:workers``.
     """
 
     def __init__(self, broker: RabbitmqBroker, queue_names: list[str], *, prefetch: int,
@@ -57,6 +60,9 @@ class RabbitmqConsumer(BatchConsumer):
         self.delay_prefetch = min(self.prefetch * 1000, MAX_PREFETCH)
         self.timeout = timeout
         self.inflight: Counter[str] = Counter()
+        #: Per queue, this consumer's attempts since it started: succeeded, failed,
+        #: retried, dead-lettered (published with its heartbeats, for rates).
+        self.settled: dict[str, list[int]] = {}
         self._connection: Any = None
         self._channel: Any = None
         self._generation = 0
@@ -77,6 +83,7 @@ class RabbitmqConsumer(BatchConsumer):
         #: What the worker registry publishes (``Worker.describe``); set by the worker.
         self.describe: Callable[[], dict[str, Any]] = dict
         self._heartbeat = Heartbeat()
+        self._reported = False  # whether the last heartbeat said it held messages
         self._connect()
         broker._consumers.add(self)
 
@@ -213,6 +220,15 @@ class RabbitmqConsumer(BatchConsumer):
             handle = proxy.handle
             if handle is None or handle[0] != generation or handle[1] not in unsettled:
                 continue  # received on a lost connection: the server redelivers it
+            tally = self.settled.setdefault(handle[2], [0, 0, 0, 0])
+            if proxy.failed:
+                tally[1] += 1
+                tally[3] += 1
+            elif proxy._exception is not None:
+                tally[1] += 1
+                tally[2] += 1
+            else:
+                tally[0] += 1
             if proxy.failed:
                 self._dead_letter(handle[1], handle[2], proxy)
                 if proxy._exception is not None:
@@ -257,7 +273,11 @@ class RabbitmqConsumer(BatchConsumer):
                 for queue, n in self.inflight.items() if n}
 
     def _beat(self, *, stopped: bool = False) -> None:
-        entry = dict(self.describe(), queues=list(self.queue_names), held=self.held())
+        settled = {queue: dict(zip(_SETTLED, t, strict=True)) for queue, t in self.settled.items()}
+        held = self.held()
+        self._reported = bool(held)
+        entry = dict(self.describe(), queues=list(self.queue_names), held=held,
+                     settled=settled)
         self._heartbeat.beat(entry, stopped=stopped)
 
     def _move_due(self) -> None:
@@ -344,7 +364,10 @@ class RabbitmqConsumer(BatchConsumer):
                 return []
             if self._delayed and self._delayed[0][0] <= current_millis():
                 self._move_due()
-            if time.monotonic() >= self._heartbeat.due:
+            # A heartbeat when due, and at once when the last one said it held messages
+            # and it holds none now (so the registry shows it idle without a delay).
+            if (time.monotonic() >= self._heartbeat.due
+                    or (self._reported and not self.inflight.total())):
                 self._beat()
             received: list[MessageProxy] = []
             ready = self._ready

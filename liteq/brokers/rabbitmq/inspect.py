@@ -34,10 +34,10 @@ import pika
 import pika.exceptions
 
 from ...common import dq_name, q_name, xq_name
-from ...errors import BrokerError, DecodeError
+from ...errors import BrokerError, ConnectionClosed, DecodeError
 from ...message import Message
 from ..inspect import STALE_AFTER_MS, DeadLetter, Inspector, Progress, QueueCounts
-from .connection import CONNECTION_ERRORS, close_quietly
+from .connection import CONNECTION_ERRORS, close_quietly, reason
 from .registry import QUEUES_STREAM, WORKER_WINDOW, WORKERS_STREAM, StreamReader, declare_stream
 
 if TYPE_CHECKING:
@@ -102,28 +102,38 @@ class RabbitmqInspector(Inspector):
 
     def _drop(self) -> None:
         connection, self._connection, self._channel = self._connection, None, None
+        if connection is not None and connection.is_open:
+            for reader in (self._workers_stream, self._queues_stream):
+                if reader is not None:
+                    reader.close()
         self._workers_stream = self._queues_stream = None
         if connection is not None:
             close_quietly(connection)
 
     def _call(self, fn: Callable[[], Any]) -> Any:
-        """``fn()`` under the lock, with the connection open; once more after losing it."""
+        """``fn()`` under the lock, with the connection open; once more after losing it,
+        then :class:`ConnectionClosed`."""
         with self._lock:
-            for attempt in (1, 2):
+            try:
                 self._open()
-                try:
-                    return fn()
-                except CONNECTION_ERRORS:
-                    self._drop()
-                    if attempt == 2:
-                        raise
-        raise AssertionError("unreachable")
+                return fn()
+            except CONNECTION_ERRORS:
+                self._drop()
+            try:
+                self._open()
+                return fn()
+            except CONNECTION_ERRORS as e:
+                self._drop()
+                raise ConnectionClosed(self.broker._scrub(
+                    f"reading RabbitMQ at {self.url} failed twice: {reason(e)}")) from None
 
     # -- the registry -----------------------------------------------------------------
     def _read_streams(self, *, sync: bool = False) -> None:
+        """Take in what the streams brought: every heartbeat published before this call
+        (a marker is read back, ~1 ms), the queue records that arrived (all of them when
+        ``sync``)."""
         if self._workers_stream is not None:
-            beats = self._workers_stream.sync() if sync else self._workers_stream.poll()
-            for entry in beats:
+            for entry in self._workers_stream.sync():
                 owner = entry.get("owner")
                 if not isinstance(owner, str):
                     continue

@@ -134,8 +134,8 @@ class StreamReader:
         start: Any = offset
         if isinstance(offset, int):
             start = datetime.datetime.fromtimestamp(offset / 1000, datetime.timezone.utc)
-        channel.basic_consume(stream, self._on_message, auto_ack=False,
-                              arguments={"x-stream-offset": start})
+        self._tag = channel.basic_consume(stream, self._on_message, auto_ack=False,
+                                          arguments={"x-stream-offset": start})
 
     def _on_message(self, channel: Any, method: Any, properties: Any, body: bytes) -> None:
         self._last_tag = method.delivery_tag
@@ -173,6 +173,15 @@ class StreamReader:
             self._ack()
         self._markers.discard(marker)
         return self._take()
+
+    def close(self) -> None:
+        """Stop reading. pika rejects the deliveries it has not handed over, which
+        RabbitMQ refuses on a stream (closing the connection): hand them over first."""
+        try:
+            self.poll()
+            self.channel.basic_cancel(self._tag)
+        except Exception:  # noqa: BLE001 - a broken connection fails here in many ways
+            pass
 
     def _take(self) -> list[dict[str, Any]]:
         self._ack()
