@@ -377,3 +377,31 @@ def test_top_in_a_real_terminal_against_a_rabbitmq_pool(task_env, pool, broker, 
             term.kill()
         inspector.close()
         assert proc.poll() is None  # the pool ran through the whole test
+
+
+def liteq_cli(rabbitmq_url: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "liteq", *args, "--broker", rabbitmq_url],
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_dlq_commands_on_rabbitmq(task_env, pool, inspectors, queue, rabbitmq_url):
+    send(task_env, "t.boom.send('\\x1b[31mred\\x1b[0m'); t.boom.send('two')")
+    proc = pool("-p", "1", "-t", "1")
+    wait_for(lambda: inspectors().queues()[queue].dead == 2, timeout=30)
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(30)
+
+    listed = json.loads(liteq_cli(rabbitmq_url, "dlq", "list", "--queue", queue, "--json").stdout)
+    assert [d["queue"] for d in listed] == [queue, queue]
+    first = listed[0]["id"]
+    shown = liteq_cli(rabbitmq_url, "dlq", "show", first)
+    assert shown.returncode == 0, shown.stderr
+    assert "reason:      ValueError: \\x1b[31mred\\x1b[0m" in shown.stdout  # printed literally
+    assert "traceback:" in shown.stdout and "raise ValueError(text)" in shown.stdout
+
+    assert liteq_cli(rabbitmq_url, "dlq", "requeue", first).returncode == 0
+    counts = inspectors().queues()[queue]
+    assert (counts.ready, counts.dead) == (1, 1)
+    assert liteq_cli(rabbitmq_url, "dlq", "purge", "--queue", queue, "--yes").returncode == 0
+    assert inspectors().queues()[queue].dead == 0
+    assert liteq_cli(rabbitmq_url, "dlq", "show", first).returncode != 0
