@@ -51,6 +51,18 @@ def rabbitmq_target(request: pytest.FixtureRequest) -> Target:
     url = request.getfixturevalue("rabbitmq_url")
     delete_queues(url, QUEUES)
     request.addfinalizer(lambda: delete_queues(url, QUEUES))
+    # The registry is the server's: wait until the consumers of earlier tests (killed
+    # ones stay up to WORKER_WINDOW) have left it.
+    from liteq.brokers.rabbitmq import RabbitmqBroker
+    from liteq.brokers.rabbitmq.registry import WORKER_WINDOW
+
+    broker = RabbitmqBroker(url=url, middleware=[])
+    inspector = broker.inspector()
+    try:
+        wait_for(lambda: not inspector.workers(), timeout=WORKER_WINDOW / 1000 + 10)
+    finally:
+        inspector.close()
+        broker.close()
     return Target(url, unknown=frozenset({"succeeded", "failed", "retried", "dead_lettered"}))
 
 

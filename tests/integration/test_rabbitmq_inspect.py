@@ -405,3 +405,21 @@ def test_dlq_commands_on_rabbitmq(task_env, pool, inspectors, queue, rabbitmq_ur
     assert liteq_cli(rabbitmq_url, "dlq", "purge", "--queue", queue, "--yes").returncode == 0
     assert inspectors().queues()[queue].dead == 0
     assert liteq_cli(rabbitmq_url, "dlq", "show", first).returncode != 0
+
+
+def test_a_killed_worker_holds_nothing_at_once(task_env, inspectors, queue):
+    send(task_env, "for _ in range(3): t.gated.send()")
+    code = ("import time, liteq, rabbitmq_inspect_tasks as t\n"
+            "liteq.Worker(t.broker, worker_threads=1).start()\ntime.sleep(120)")
+    proc = subprocess.Popen([sys.executable, "-c", code], env=task_env)
+    try:
+        inspector = inspectors()
+        wait_for(lambda: inspector.queues()[queue].running == 1, timeout=30)
+        proc.kill()
+        proc.wait(10)
+        # Its last heartbeat is fresh, but its process is gone: it holds nothing.
+        counts = inspector.queues()[queue]
+        assert (counts.claimed, counts.running) == (0, 0)
+        assert [w["pid"] for w in workers_of(inspector, queue)] == [proc.pid]  # shown
+    finally:
+        kill_processes([proc.pid], proc)

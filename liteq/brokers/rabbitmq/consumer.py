@@ -31,6 +31,9 @@ __all__ = ["MAX_PREFETCH", "RabbitmqConsumer"]
 MAX_PREFETCH = 65535
 #: The per-queue counts of :attr:`RabbitmqConsumer.settled`, in order.
 _SETTLED = ("succeeded", "failed", "retried", "dead_lettered")
+#: The registry entry of a consumer no worker describes (``broker.consume`` by hand).
+_UNDESCRIBED = {"threads": 0, "running": [], "running_queues": {}, "processed": 0,
+                "succeeded": 0, "failed": 0, "activity": {}}
 
 
 class RabbitmqConsumer(BatchConsumer):
@@ -276,8 +279,8 @@ class RabbitmqConsumer(BatchConsumer):
         settled = {queue: dict(zip(_SETTLED, t, strict=True)) for queue, t in self.settled.items()}
         held = self.held()
         self._reported = bool(held)
-        entry = dict(self.describe(), queues=list(self.queue_names), held=held,
-                     settled=settled)
+        entry = dict(_UNDESCRIBED, **self.describe(), queues=list(self.queue_names),
+                     held=held, settled=settled)
         self._heartbeat.beat(entry, stopped=stopped)
 
     def _move_due(self) -> None:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import datetime
 import functools
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -38,7 +39,14 @@ from ...errors import BrokerError, ConnectionClosed, DecodeError
 from ...message import Message
 from ..inspect import STALE_AFTER_MS, DeadLetter, Inspector, Progress, QueueCounts
 from .connection import CONNECTION_ERRORS, close_quietly, reason
-from .registry import QUEUES_STREAM, WORKER_WINDOW, WORKERS_STREAM, StreamReader, declare_stream
+from .registry import (
+    HOST,
+    QUEUES_STREAM,
+    WORKER_WINDOW,
+    WORKERS_STREAM,
+    StreamReader,
+    declare_stream,
+)
 
 if TYPE_CHECKING:
     # Type-only, and mutual by nature: the broker builds its inspector, which reads it.
@@ -185,8 +193,8 @@ class RabbitmqInspector(Inspector):
         held: dict[str, list[int]] = {}
         fresh = int(time.time() * 1000) - STALE_AFTER_MS
         for entry in self._entries.values():
-            if entry.get("heartbeat_at", 0) < fresh:
-                continue  # stale: what it held is back in its queue or soon will be
+            if entry.get("heartbeat_at", 0) < fresh or _gone(entry):
+                continue  # what it held is back in its queue, or soon will be
             for queue, h in (entry.get("held") or {}).items():
                 tally = held.setdefault(queue, [0, 0, 0])
                 tally[0] += h.get("claimed", 0)
@@ -400,6 +408,20 @@ def _letter(name: str, properties: Any, body: bytes) -> DeadLetter:
         priority=priority if isinstance(priority, int) else 0, body=body, reason=reason,
         traceback=traceback if isinstance(traceback, str) else None, deliveries=None,
         failed_at=failed_at)
+
+
+def _gone(entry: dict[str, Any]) -> bool:
+    """Whether the entry's process is gone from this host (RabbitMQ requeued what it
+    held when its connection dropped)."""
+    if entry.get("host") != HOST or not isinstance(entry.get("pid"), int):
+        return False
+    try:
+        os.kill(entry["pid"], 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        pass
+    return False
 
 
 def _requeued(queue: str, letter: DeadLetter) -> bytes:
