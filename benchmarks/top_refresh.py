@@ -51,16 +51,17 @@ def main() -> None:
         t0 = time.perf_counter()
         fill(broker, args.messages)
         print(f"filled {args.messages:,} messages in {time.perf_counter() - t0:.1f}s: {path}")
-    monitor = Monitor(broker, f"sqlite:///{path}")
+    inspector = broker.inspector()
+    monitor = Monitor(inspector)
     monitor.refresh()
     parts: dict[str, list[float]] = {"snapshot": [], "extras": [], "render": [], "total": []}
     from liteq.ops.snapshot import snapshot
 
     for _ in range(args.rounds):
         t0 = time.perf_counter()
-        snap = snapshot(broker, monitor.url)
+        snap = snapshot(inspector)
         t1 = time.perf_counter()
-        extra = extras(broker, snap)
+        extra = extras(inspector, snap)
         t2 = time.perf_counter()
         text = render_text(monitor.update(snap, extra), 120, 40)
         t3 = time.perf_counter()
@@ -68,7 +69,7 @@ def main() -> None:
                            ("total", t3 - t0)):
             parts[key].append(value * 1000)
     stats = broker.stats()
-    print(f"queued: {sum(c['ready'] + c['delayed'] for c in stats.values()):,}")
+    print(f"queued: {sum((c['ready'] or 0) + (c['delayed'] or 0) for c in stats.values()):,}")
     for key, values in parts.items():
         print(f"{key:9s} median {statistics.median(values):7.1f} ms   "
               f"max {max(values):7.1f} ms   ({args.rounds} refreshes)")

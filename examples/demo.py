@@ -91,7 +91,7 @@ def results_table(rows):
 
 def stats_table(stats):
     table = Table(title="broker.stats()")
-    columns = ("ready", "delayed", "running", "dead", "done", "failed")
+    columns = ("ready", "delayed", "claimed", "running", "dead", "succeeded", "failed")
     table.add_column("queue")
     for column in columns:
         table.add_column(column, justify="right")

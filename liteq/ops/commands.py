@@ -249,6 +249,8 @@ def dlq_list(queue: str | None, limit: int | None, as_json: bool, broker_url: st
     grid = table(None, [("ID", "right"), ("Queue", "left"), ("Actor", "left"),
                         ("Message ID", "left"), ("Deliveries", "right"),
                         ("Retries", "right"), ("Failed at", "left"), ("Reason", "left")])
+    for column in grid.columns[4:6]:  # the two words must stay whole: they differ
+        column.min_width = len(str(column.header))
     for d in letters:
         reason = safe(d.reason)
         reason = reason if len(reason) <= 80 else reason[:77] + "..."

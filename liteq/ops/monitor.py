@@ -90,7 +90,7 @@ class WorkerView:
 
 @dataclasses.dataclass
 class FailureView:
-    at: int
+    at: int | None  # None: the broker does not record when it was dead-lettered
     kind: str  # "failed" (seen by a worker) or "dead" (dead-lettered)
     queue: str | None
     actor: str
@@ -187,7 +187,7 @@ def failures(workers: list[dict[str, Any]], recent_dead: list[dict[str, Any]],
     """
     items: list[tuple[int, int, str, FailureView]] = []
     for d in recent_dead:
-        items.append((d["at"], 1, d["message_id"], FailureView(
+        items.append((d["at"] or 0, 1, d["message_id"], FailureView(
             d["at"], "dead", d["queue"], d["actor"] or "?", d["error"] or "")))
     for w in workers:
         worker_queues = w.get("queues") or []

@@ -252,7 +252,8 @@ def failure_columns(frame: Frame) -> list[Column]:
 
     fs = frame.failures
     return [
-        Column("When", [fmt_ago(frame.at - f.at) for f in fs], drop=0),
+        Column("When", ["?" if f.at is None else fmt_ago(frame.at - f.at) for f in fs],
+               drop=0),
         Column("", [Text(f.kind, style="bold red" if f.kind == "dead" else "red")
                     for f in fs], "left", 2),
         Column("Queue", [f.queue or "-" for f in fs], "left", 3, min_width=6),

@@ -128,7 +128,7 @@ def test_worker_shutdown_timeout_bounds_the_stop(tmp_path, pools):
     pool = pools("-p", "1", "--worker-shutdown-timeout", "200")
     pool.wait_ready(1)
     enqueue(tmp_path, "record", [(1,)], sleep_ms=120000)
-    wait_for(lambda: stats(tmp_path)["default"]["running"] == 1, timeout=30)
+    wait_for(lambda: stats(tmp_path)["default"]["claimed"] == 1, timeout=30)
     pool.signal(signal.SIGTERM)
     pool.wait(15)  # the default (600000 ms) would wait ten minutes
     assert "within 200 ms" in pool.output()

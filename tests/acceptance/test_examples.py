@@ -101,7 +101,7 @@ def test_actor_basics(env: dict[str, str], tmp_path: Path, db: Path) -> None:
     assert_in_order(out, "-- synchronous call --", "Sending email to user@example.com",
                     "-- .send() returned at once", "-- a worker runs the message --",
                     "Sending email to user@example.com", "-- done --")
-    assert queue_stats(db)["default"]["done"] == 1
+    assert queue_stats(db)["default"]["succeeded"] == 1
 
 
 def test_actor_options(env: dict[str, str], tmp_path: Path, db: Path) -> None:
@@ -144,7 +144,7 @@ def test_brokers_sqlite(env: dict[str, str], tmp_path: Path, db: Path) -> None:
     assert_in_order(out, "charge_card 7: attempt 1", "charge_card 7: attempt 2",
                     "notify_customer: order 7 charged 19.99")
     stats = queue_stats(db)["default"]
-    assert stats["dead"] == 0 and stats["ready"] == stats["delayed"] == stats["running"] == 0
+    assert stats["dead"] == 0 and stats["ready"] == stats["delayed"] == stats["claimed"] == 0
 
 
 def _rabbitmq_env(url: str) -> dict[str, str]:
@@ -195,7 +195,7 @@ def test_workflow(env: dict[str, str], tmp_path: Path, db: Path) -> None:
 
     def drained() -> bool:
         stats = queue_stats(db)
-        return all(stats[q]["ready"] + stats[q]["delayed"] + stats[q]["running"] == 0
+        return all(stats[q]["ready"] + stats[q]["delayed"] + stats[q]["claimed"] == 0
                    for q in ("emails", "orders", "default"))
 
     log_path = tmp_path / "worker.log"
@@ -226,7 +226,7 @@ def test_workflow(env: dict[str, str], tmp_path: Path, db: Path) -> None:
     report = json.loads((tmp_path / "report-sales-2024-01.json").read_text())
     assert report["type"] == "sales" and report["days"] == 31
     stats = queue_stats(db)
-    assert stats["emails"]["done"] == 1 and stats["default"]["done"] == 1
+    assert stats["emails"]["succeeded"] == 1 and stats["default"]["succeeded"] == 1
     assert stats["orders"]["dead"] == 0
 
 
@@ -257,9 +257,9 @@ def test_demo(env: dict[str, str], tmp_path: Path) -> None:
              re.findall(r"priority (\d+): \d+ tasks, mean start position ([\d.]+)", out)}
     assert set(means) == {0, 100}, out
     assert means[100] < means[0], out
-    assert re.search(r"numbers\W+0\W+0\W+0\W+0\W+32\W+0\b", out), out
+    assert re.search(r"numbers\W+0\W+0\W+0\W+0\W+0\W+32\W+0\b", out), out
     for queue in ("emails", "orders", "default"):
-        assert re.search(rf"{queue}\W+0\W+0\W+0\W+0\W+[1-9]", out), out
+        assert re.search(rf"{queue}\W+0\W+0\W+0\W+0\W+0\W+[1-9]", out), out
     assert "Email sent to customer@example.com" in out
     database = re.search(r"broker: (\S+liteq\.db)", out)
     assert database, out
@@ -272,4 +272,4 @@ def test_message_lifecycle(env: dict[str, str], tmp_path: Path, db: Path) -> Non
     assert '"actor_name":"send_email"' in out.replace(" ", ""), out
     assert_in_order(out, "Sending email to user@example.com",
                     "result: email to user@example.com sent")
-    assert queue_stats(db)["default"]["done"] == 1
+    assert queue_stats(db)["default"]["succeeded"] == 1

@@ -75,7 +75,7 @@ def test_sigterm_during_load_exits_0_and_runs_each_task_once(tmp_path, pools):
     ran = collections.Counter(n for n, _ in records(tmp_path))
     assert max(ran.values()) == 1, "a task ran twice"
     s = stats(tmp_path)["default"]
-    assert s["running"] == 0 and s["dead"] == 0
+    assert s["claimed"] == 0 and s["dead"] == 0
     assert s["ready"] + len(ran) == total, (s, len(ran))  # prefetched ones were returned
     assert "received SIGTERM" in pool.output()
 
@@ -118,7 +118,7 @@ def test_hard_time_limit_kills_a_child_stuck_in_c_and_dead_letters_the_message(
     assert first not in live
     enqueue(tmp_path, "record", [(7,)])
     wait_for(lambda: ("7", live[0]) in records(tmp_path), timeout=30)
-    assert stats(tmp_path)["stuck"]["running"] == 0
+    assert stats(tmp_path)["stuck"]["claimed"] == 0
     pool.signal(signal.SIGTERM)
     assert pool.wait(30) == 0
 
@@ -274,7 +274,7 @@ def test_second_signal_kills_at_once_and_releases_the_message(tmp_path, pools):
     pool = pools("-p", "1")
     [child] = pool.wait_ready(1)
     enqueue(tmp_path, "record", [(1,)], sleep_ms=60000)
-    wait_for(lambda: stats(tmp_path)["default"]["running"] == 1, timeout=30)
+    wait_for(lambda: stats(tmp_path)["default"]["claimed"] == 1, timeout=30)
     pool.signal(signal.SIGINT)
     wait_for(lambda: "received SIGINT" in pool.output(), timeout=10)
     started = time.monotonic()
@@ -283,7 +283,7 @@ def test_second_signal_kills_at_once_and_releases_the_message(tmp_path, pools):
     assert time.monotonic() - started < 5
     assert not psutil.pid_exists(child) or psutil.Process(child).status() == "zombie"
     s = stats(tmp_path)["default"]
-    assert s["running"] == 0 and s["ready"] == 1  # released at once, not after the lease
+    assert s["claimed"] == 0 and s["ready"] == 1  # released at once, not after the lease
 
 
 LOG_LINE = re.compile(r"^\[\d{4}-\d\d-\d\d [\d:,]+\] \[PID \d+\] \[[\w-]+\] \[[\w.]+\] "

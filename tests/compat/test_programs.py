@@ -103,7 +103,7 @@ def dead_letters(tmp_path: Path) -> list:
 
 
 def idle(tmp_path: Path) -> bool:
-    return all(not (s["ready"] or s["delayed"] or s["running"])
+    return all(not (s["ready"] or s["delayed"] or s["claimed"])
                for s in stats(tmp_path).values())
 
 
@@ -413,7 +413,7 @@ def test_time_limit_interrupts_and_dead_letters_or_is_caught(tmp_path, out, prog
     check_time_limits(out)
     [letter] = dead_letters(tmp_path)
     assert letter.actor_name == "stubborn" and "TimeLimitExceeded" in letter.reason
-    assert stats(tmp_path)["default"]["done"] == 1  # polite's message was acknowledged
+    assert stats(tmp_path)["default"]["succeeded"] == 1  # polite's message was acknowledged
     assert "[time_limits.polite] [WARNING] time limit exceeded; giving up" in pool.output()
     stop(pool)
 
@@ -448,7 +448,7 @@ def test_a_task_cut_off_by_the_shutdown_timeout_runs_again_in_the_next_worker(
           and lines(out, "chat.txt"))
     stop(first)  # settle needs 3 s, the shutdown timeout is 0.3 s
     assert [row[0] for row in lines(out, "settle.txt")] == ["started"]
-    assert stats(tmp_path)["default"]["running"] == 0  # released when its process exited
+    assert stats(tmp_path)["default"]["claimed"] == 0  # released when its process exited
 
     second = worker("long_running")
     until(second, lambda: ["finished", "3000"] in lines(out, "settle.txt"))

@@ -31,7 +31,11 @@ class Target:
     """Where a broker under test lives: its URL and what its processes need."""
 
     url: str
+    #: Extra environment of the worker processes (the task module reads
+    #: LITEQ_TEST_BROKER_OPTIONS, a JSON object of broker keyword arguments).
     env: dict[str, str] = dataclasses.field(default_factory=dict)
+    #: Keyword arguments of the test's own broker (the producer and the inspector).
+    options: dict[str, Any] = dataclasses.field(default_factory=dict)
     #: Count fields this broker cannot know: the inspector must give None for them.
     unknown: frozenset[str] = frozenset()
 
@@ -146,7 +150,7 @@ def _next(consumer: Any) -> Any:
 @pytest.fixture(params=sorted(TARGETS))
 def inspected(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Inspected]:
     target = TARGETS[request.param](request)
-    broker = broker_from_url(target.url, middleware=[])
+    broker = broker_from_url(target.url, middleware=[], **target.options)
     for name in QUEUES:
         broker.declare_queue(name)
     inspector = broker.inspector()  # type: ignore[attr-defined]

@@ -31,7 +31,8 @@ def count_messages(path: str) -> int:
 
 
 def done_count(path: str, queue: str = "default") -> int:
-    found = rows(path, f"SELECT done FROM liteq_queues WHERE queue = '{queue}'")
+    """Attempts that succeeded (the counter of liteq.brokers.inspect)."""
+    found = rows(path, f"SELECT succeeded FROM liteq_queues WHERE queue = '{queue}'")
     return found[0][0] if found else 0
 
 
