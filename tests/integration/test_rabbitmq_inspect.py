@@ -151,7 +151,12 @@ def test_queues_are_known_from_the_records_of_the_producers_that_declared_them(
     send(task_env, "t.noop.send()")
     # A new process (the test's inspector) knows the queue only from the producer's record.
     assert queue in inspectors().queues()
-    assert inspectors().queues()[queue].ready == 1
+    inspector = inspectors()
+    assert inspector.queues()[queue].ready == 1
+    delete_queues(broker._server.urls[0], [queue])
+    # Still recorded, but gone from the server: not listed (and not looked for each time).
+    assert queue not in inspector.queues() and queue not in inspector.queues()
+    assert queue in inspector._missing
 
 
 def test_a_queue_given_on_the_command_line_is_listed_and_a_missing_one_is_not(
@@ -423,3 +428,19 @@ def test_a_killed_worker_holds_nothing_at_once(task_env, inspectors, queue):
         assert [w["pid"] for w in workers_of(inspector, queue)] == [proc.pid]  # shown
     finally:
         kill_processes([proc.pid], proc)
+
+
+def test_a_dead_letter_nacked_by_another_client_has_rabbitmqs_reason(broker, inspectors, queue):
+    """Dramatiq's workers nack: RabbitMQ dead-letters the body as it was, with x-death."""
+    broker.get_queue_message_counts(queue)
+    channel = broker._channel()
+    channel.basic_publish("", queue, Message(queue, "boom", [], {}, {}).encode())
+    wait_for(lambda: channel.queue_declare(queue, passive=True).method.message_count == 1)
+    method, _, _ = channel.basic_get(queue, auto_ack=False)
+    channel.basic_nack(method.delivery_tag, requeue=False)
+    inspector = inspectors()
+    inspector.watch([queue])
+    wait_for(lambda: inspector.queues()[queue].dead == 1)
+    (letter,) = inspector.dead_letters(queue)
+    assert letter.reason == "dead-lettered by RabbitMQ (rejected); no reason recorded"
+    assert letter.failed_at is not None and letter.traceback is None

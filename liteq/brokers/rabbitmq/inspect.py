@@ -55,6 +55,9 @@ if TYPE_CHECKING:
 #: Options a requeued dead letter starts again without (a new ready message).
 RESET_OPTIONS = ("eta", "retries", "traceback", "requeue_timestamp", "failure_reason",
                  "failed_at")
+#: Seconds before a queue recorded once but missing on the server is looked for again
+#: (each look at a missing queue costs a channel).
+MISSING_RECHECK = 10.0
 #: Seconds the newest dead letters are reused while the dead-letter counts stay the same.
 RECENT_TTL = 5.0
 
@@ -78,6 +81,8 @@ class RabbitmqInspector(Inspector):
         self._entries: dict[str, dict[str, Any]] = {}
         self._recorded: set[str] = set()
         self._recent: tuple[float, int, list[DeadLetter]] | None = None
+        #: Queues named somewhere but missing on the server -> when to look again.
+        self._missing: dict[str, float] = {}
 
     def watch(self, queue_names: Iterable[str]) -> None:
         """Also list ``queue_names`` (``--queue``), which no heartbeat or record names."""
@@ -169,19 +174,26 @@ class RabbitmqInspector(Inspector):
     def _depths(self, name: str) -> tuple[int, int, int] | None:
         """Ready messages in ``Q``, ``Q.DQ`` and ``Q.XQ``, or None if one does not exist."""
         try:
-            return tuple(self._channel.queue_declare(queue=n, passive=True).method.message_count
-                         for n in (name, dq_name(name), xq_name(name)))
+            depths = tuple(self._channel.queue_declare(queue=n, passive=True)
+                           .method.message_count for n in (name, dq_name(name), xq_name(name)))
         except pika.exceptions.ChannelClosedByBroker as e:
             self._channel = self._connection.channel()
             if e.reply_code == 404:
+                self._missing[name] = time.monotonic() + MISSING_RECHECK
                 return None
             raise
+        self._missing.pop(name, None)
+        return depths
 
     def _names(self) -> list[str]:
-        names = set(self._recorded) | self.watched | {q_name(n) for n in self.broker.queues}
+        """The queues to list: those given (``watch``, the broker's) and those recorded or
+        in heartbeats, less the latter found missing a moment ago."""
+        named = set(self._recorded)
         for entry in self._entries.values():
-            names.update(q for q in entry.get("queues", ()) if isinstance(q, str))
-        return sorted(names)
+            named.update(q for q in entry.get("queues", ()) if isinstance(q, str))
+        now = time.monotonic()
+        given = self.watched | {q_name(n) for n in self.broker.queues}
+        return sorted(given | {n for n in named if self._missing.get(n, 0) <= now})
 
     def queues(self) -> dict[str, QueueCounts]:
         result: dict[str, QueueCounts] = self._call(self._counts)
