@@ -444,3 +444,21 @@ def test_a_dead_letter_nacked_by_another_client_has_rabbitmqs_reason(broker, ins
     (letter,) = inspector.dead_letters(queue)
     assert letter.reason == "dead-lettered by RabbitMQ (rejected); no reason recorded"
     assert letter.failed_at is not None and letter.traceback is None
+
+
+def test_a_dead_letter_queue_deleted_under_a_consumer_is_declared_again(
+        broker, inspectors, queue):
+    broker.declare_queue(queue)
+    broker.enqueue(Message(queue, "boom", [], {}, {}))
+    consumer = broker.consume(queue, prefetch=1, timeout=100)
+    try:
+        proxies: list = []
+        wait_for(lambda: proxies.extend(consumer.exchange([], 1)) or proxies, timeout=10)
+        broker._channel().queue_delete(f"{queue}.XQ")  # while the consumer runs
+        proxies[0].stuff_exception(ValueError("lost?"))
+        proxies[0].fail()
+        consumer.exchange(proxies, 0)
+    finally:
+        consumer.close()
+    (letter,) = inspectors().dead_letters(queue)
+    assert letter.reason == "ValueError: lost?"

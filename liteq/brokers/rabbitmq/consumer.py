@@ -13,6 +13,8 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+import pika.exceptions
+
 from ...broker import BatchConsumer, MessageProxy
 from ...common import current_millis, dq_name, xq_name
 from ...errors import ConnectionClosed, DecodeError
@@ -227,16 +229,15 @@ class RabbitmqConsumer(BatchConsumer):
             if proxy.failed:
                 tally[1] += 1
                 tally[3] += 1
-            elif proxy._exception is not None:
-                tally[1] += 1
-                tally[2] += 1
-            else:
-                tally[0] += 1
-            if proxy.failed:
                 self._dead_letter(handle[1], handle[2], proxy)
                 if proxy._exception is not None:
                     self.broker.record_failure(handle[2], proxy._exception)
             else:
+                if proxy._exception is not None:  # failed, and a retry was enqueued
+                    tally[1] += 1
+                    tally[2] += 1
+                else:
+                    tally[0] += 1
                 acks.add(handle[1])
         if not acks:
             return
@@ -256,12 +257,26 @@ class RabbitmqConsumer(BatchConsumer):
 
     def _dead_letter(self, tag: int, queue: str, proxy: MessageProxy) -> None:
         """Publish the failed message, with its reason, to ``Q.XQ``, then ack it (a
-        duplicate, never a loss, if the connection drops in between)."""
-        self._channel.basic_publish(exchange="", routing_key=xq_name(queue),
-                                    body=dead_letter_body(proxy),
-                                    properties=self.broker._props(None),
-                                    mandatory=self.broker.confirm_delivery)
-        self._settle_one(tag, ack=True)
+        duplicate, never a loss, if the connection drops in between). With
+        ``confirm_delivery``, a ``Q.XQ`` deleted meanwhile is declared again; if RabbitMQ
+        still refuses the copy, the message is nacked (dead-lettered without a reason)."""
+        body = dead_letter_body(proxy)
+        for attempt in (1, 2):
+            try:
+                self._channel.basic_publish(exchange="", routing_key=xq_name(queue), body=body,
+                                            properties=self.broker._props(None),
+                                            mandatory=self.broker.confirm_delivery)
+                self._settle_one(tag, ack=True)
+                return
+            except (pika.exceptions.UnroutableError, pika.exceptions.NackError) as e:
+                if attempt == 1 and isinstance(e, pika.exceptions.UnroutableError):
+                    self.broker._declare(self._channel, queue)
+                    continue
+                self.broker.logger.warning(
+                    "RabbitMQ refused the dead letter %s for %s (%s); nacking it instead",
+                    proxy.message_id, xq_name(queue), type(e).__name__)
+                break
+        self._settle_one(tag, ack=False)
 
     def held(self) -> dict[str, dict[str, int]]:
         """Per queue, the messages this consumer holds unacknowledged: ``claimed``
