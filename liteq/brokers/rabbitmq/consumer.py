@@ -21,7 +21,7 @@ from ...errors import ConnectionClosed, DecodeError
 from ...message import Message
 from ..failure import dead_letter_body
 from .connection import CONNECTION_ERRORS, close_quietly, reason
-from .registry import Heartbeat
+from .registry import HEARTBEAT_INTERVAL, Heartbeat
 
 if TYPE_CHECKING:
     # Type-only, and mutual by nature: the broker builds its consumers, which use it.
@@ -31,6 +31,8 @@ __all__ = ["MAX_PREFETCH", "RabbitmqConsumer"]
 
 #: AMQP's prefetch count is a 16-bit number.
 MAX_PREFETCH = 65535
+#: Seconds at least between a heartbeat and the one that says the consumer went idle.
+IDLE_BEAT_GAP = 0.1
 #: The per-queue counts of :attr:`RabbitmqConsumer.settled`, in order.
 _SETTLED = ("succeeded", "failed", "retried", "dead_lettered")
 #: The registry entry of a consumer no worker describes (``broker.consume`` by hand).
@@ -290,6 +292,14 @@ class RabbitmqConsumer(BatchConsumer):
         return {queue: {"claimed": n - delayed[queue], "delayed": delayed[queue]}
                 for queue, n in self.inflight.items() if n}
 
+    def _beat_at(self) -> float:
+        """When the next heartbeat is due (monotonic): every HEARTBEAT_INTERVAL, and
+        IDLE_BEAT_GAP after the last one when that said it held messages and it holds
+        none now (the registry shows it idle without waiting a whole interval)."""
+        if self._reported and not self.inflight.total():
+            return self._heartbeat.due - HEARTBEAT_INTERVAL + IDLE_BEAT_GAP
+        return self._heartbeat.due
+
     def _beat(self, *, stopped: bool = False) -> None:
         settled = {queue: dict(zip(_SETTLED, t, strict=True)) for queue, t in self.settled.items()}
         held = self.held()
@@ -382,10 +392,7 @@ class RabbitmqConsumer(BatchConsumer):
                 return []
             if self._delayed and self._delayed[0][0] <= current_millis():
                 self._move_due()
-            # A heartbeat when due, and at once when the last one said it held messages
-            # and it holds none now (so the registry shows it idle without a delay).
-            if (time.monotonic() >= self._heartbeat.due
-                    or (self._reported and not self.inflight.total())):
+            if time.monotonic() >= self._beat_at():
                 self._beat()
             received: list[MessageProxy] = []
             ready = self._ready
@@ -420,7 +427,7 @@ class RabbitmqConsumer(BatchConsumer):
             return  # the next round trip reconnects
         if self._delayed:
             timeout = min(timeout, max(0.0, (self._delayed[0][0] - current_millis()) / 1000))
-        timeout = min(timeout, max(0.0, self._heartbeat.due - time.monotonic()))
+        timeout = min(timeout, max(0.0, self._beat_at() - time.monotonic()))
         try:
             self._connection.process_data_events(time_limit=timeout)
         except CONNECTION_ERRORS as e:
