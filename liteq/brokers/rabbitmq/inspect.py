@@ -61,8 +61,9 @@ MISSING_RECHECK = 10.0
 #: Seconds the newest dead letters are reused while the dead-letter counts stay the same.
 RECENT_TTL = 5.0
 
-# (channel, delivery method, properties, body) -> whether the message was settled
-Visit = Callable[[Any, Any, Any, bytes], bool]
+#: Called with (channel, delivery method, properties, body) of each dead letter read;
+#: it may acknowledge it on that channel.
+Visit = Callable[[Any, Any, Any, bytes], None]
 
 
 class RabbitmqInspector(Inspector):
@@ -252,11 +253,10 @@ class RabbitmqInspector(Inspector):
                  wanted: set[str] | None = None) -> list[DeadLetter]:
         found: list[DeadLetter] = []
 
-        def keep(channel: Any, method: Any, properties: Any, body: bytes) -> bool:
+        def keep(channel: Any, method: Any, properties: Any, body: bytes) -> None:
             letter = _letter(name, properties, body)
             if wanted is None or letter.id in wanted:
                 found.append(letter)
-            return False
 
         self._visit(name, keep, limit=limit)
         return found
@@ -313,11 +313,11 @@ class RabbitmqInspector(Inspector):
         moved = 0
 
         def requeue(queue: str, channel: Any, method: Any, properties: Any, body: bytes
-                    ) -> bool:
+                    ) -> None:
             nonlocal moved
             letter = _letter(queue, properties, body)
             if wanted is not None and letter.id not in wanted:
-                return False
+                return
             try:  # confirmed and routed (mandatory) before the dead letter is acknowledged
                 channel.basic_publish("", queue, _requeued(queue, letter),
                                       self.broker._props(properties.priority), mandatory=True)
@@ -330,7 +330,6 @@ class RabbitmqInspector(Inspector):
             moved += 1
             if progress:
                 progress(moved)
-            return True
 
         def run() -> int:
             for queue in self._queue_list(None if ids is not None else queue_name):
@@ -347,15 +346,14 @@ class RabbitmqInspector(Inspector):
         removed = 0
 
         def delete(queue: str, channel: Any, method: Any, properties: Any, body: bytes
-                   ) -> bool:
+                   ) -> None:
             nonlocal removed
             if _letter(queue, properties, body).id not in wanted:
-                return False
+                return
             channel.basic_ack(method.delivery_tag)
             removed += 1
             if progress:
                 progress(removed)
-            return True
 
         def run() -> int:
             nonlocal removed
