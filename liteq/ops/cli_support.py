@@ -113,21 +113,32 @@ def open_broker(url: str | None, *, create: bool = False) -> Any:
 
 
 @contextlib.contextmanager
-def inspecting(url: str | None) -> Iterator[Inspector]:
+def inspecting(url: str | None, queues: tuple[str, ...] = ()) -> Iterator[Inspector]:
     """The inspector of the broker named by ``url``: all the operations commands see of
-    it; closed with its broker on exit."""
+    it; closed with its broker on exit. ``queues`` are listed too by inspectors that
+    cannot list every queue themselves (they have ``watch``: RabbitMQ)."""
     broker = open_broker(url)
     try:
         if not hasattr(broker, "inspector"):
             fail(f"{type(broker).__name__} ({mask_url(url or DEFAULT_URL)}) cannot be "
                  "inspected", EXIT_USAGE)
         inspector: Inspector = broker.inspector()
+        watch = getattr(inspector, "watch", None)
+        if queues and watch is not None:
+            watch(queues)
         try:
             yield inspector
         finally:
             inspector.close()
     finally:
         broker.close()
+
+
+#: ``--queue`` of ``stats`` and ``top``.
+queues_option = click.option(
+    "-q", "--queue", "queues", multiple=True, metavar="QUEUE",
+    help="Show QUEUE too (repeatable); on RabbitMQ, for queues no liteq worker or "
+         "producer has named.")
 
 
 def count(n: int | None) -> str:

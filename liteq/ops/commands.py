@@ -27,6 +27,7 @@ from .cli_support import (
     open_broker,
     print_json,
     progress_run,
+    queues_option,
     safe,
     table,
     when,
@@ -146,8 +147,9 @@ def storage_line(storage: dict[str, Any]) -> str:
 @click.command("stats")
 @json_option
 @broker_option
+@queues_option
 @handle_errors
-def stats_command(as_json: bool, broker_url: str | None) -> None:
+def stats_command(as_json: bool, broker_url: str | None, queues: tuple[str, ...]) -> None:
     """Per-queue counts and the worker registry.
 
     \b
@@ -161,7 +163,7 @@ def stats_command(as_json: bool, broker_url: str | None) -> None:
     """
     from .snapshot import snapshot
 
-    with inspecting(broker_url) as inspector:
+    with inspecting(broker_url, queues) as inspector:
         data = snapshot(inspector)
     if as_json:
         print_json(data)

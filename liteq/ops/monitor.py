@@ -7,7 +7,8 @@ that has ready messages and the newest dead letters. The inspectors read without
 blocking a worker (on SQLite: plain WAL reads, index seeks).
 
 :class:`Monitor` turns successive snapshots into a :class:`Frame` (rates from the
-``succeeded`` / ``failed`` counters where the broker knows them, a 60-sample history
+``succeeded`` / ``failed`` counters where the broker knows them, else from the per-queue
+``settled`` counts live workers publish in their registry entries, a 60-sample history
 per queue, CPU and RSS of local worker processes). Kept apart from the rendering so it
 can be tested without rich.
 """
@@ -130,6 +131,24 @@ def _rate(before: dict[str, int | None], now: dict[str, int | None], key: str,
     return max(0, new - old) / elapsed
 
 
+def _worker_rates(before: dict[str, dict[str, Any]], workers: list[dict[str, Any]],
+                  elapsed: float) -> dict[str, tuple[float, float]]:
+    """Per queue (succeeded/s, failed/s) from the ``settled`` counts of the workers
+    present in both snapshots (brokers without lifetime counters: RabbitMQ); empty when
+    no worker reports them."""
+    sums: dict[str, list[int]] = {}
+    for w in workers:
+        old = before.get(w.get("owner", ""))
+        if old is None or "settled" not in w:
+            continue
+        for queue, now in w["settled"].items():
+            was = old.get(queue, {})
+            total = sums.setdefault(queue, [0, 0])
+            total[0] += max(0, now.get("succeeded", 0) - was.get("succeeded", 0))
+            total[1] += max(0, now.get("failed", 0) - was.get("failed", 0))
+    return {queue: (s / elapsed, f / elapsed) for queue, (s, f) in sums.items()}
+
+
 def _actors(running: list[str]) -> str:
     """``["a", "b", "a"]`` -> ``"a×2, b"`` (most frequent first)."""
     counts: dict[str, int] = {}
@@ -198,6 +217,7 @@ class Monitor:
         self._prev: tuple[int, dict[str, dict[str, int | None]]] | None = None
         self._history: dict[str, deque[tuple[float, float]]] = {}
         self._rates: dict[str, tuple[float | None, float | None]] = {}
+        self._settled: dict[str, dict[str, Any]] = {}
         self._procs: dict[int, Any] = {}
         self._host = socket.gethostname()
 
@@ -215,17 +235,21 @@ class Monitor:
             elapsed = (at - prev_at) / 1000
             if elapsed > 0:
                 interval = elapsed
+                reported = _worker_rates(self._settled, snap["workers"], elapsed)
                 for name, counts in queues.items():
                     before = prev_queues.get(name)
                     if before is None:
                         continue
                     rate = (_rate(before, counts, "succeeded", elapsed),
                             _rate(before, counts, "failed", elapsed))
+                    if rate == (None, None) and reported:
+                        rate = reported.get(name, (0.0, 0.0))
                     self._rates[name] = rate
                     if rate[0] is not None:
                         self._history.setdefault(name, deque(maxlen=self.history_len)).append(
                             (rate[0], rate[1] or 0.0))
         self._prev = (at, {name: dict(counts) for name, counts in queues.items()})
+        self._settled = {w["owner"]: w["settled"] for w in snap["workers"] if "settled" in w}
 
         times = run_times(snap["workers"])
         oldest = extra.get("oldest_ready_age_ms", {})

@@ -24,6 +24,7 @@ from .cli_support import (
     inspecting,
     json_option,
     print_json,
+    queues_option,
 )
 from .monitor import Monitor
 from .snapshot import snapshot
@@ -105,8 +106,10 @@ def _terminate_cleanly(signum: int, frame: Any) -> None:
               help="Print one frame and exit (rates over one --interval; 0: no rates).")
 @json_option
 @broker_option
+@queues_option
 @handle_errors
-def top_command(interval: float, once: bool, as_json: bool, broker_url: str | None) -> None:
+def top_command(interval: float, once: bool, as_json: bool, broker_url: str | None,
+                queues: tuple[str, ...]) -> None:
     """A live view of queues, rates, workers and recent failures. Press q to quit.
 
     Reads only (on SQLite, never takes the database's write lock). --json
@@ -117,7 +120,7 @@ def top_command(interval: float, once: bool, as_json: bool, broker_url: str | No
 
     if interval <= 0 and not (once or as_json):
         raise click.BadParameter("must be above 0 for the live view", param_hint="--interval")
-    with inspecting(broker_url) as inspector:
+    with inspecting(broker_url, queues) as inspector:
         if as_json:
             print_json(snapshot(inspector))
             return

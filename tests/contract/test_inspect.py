@@ -65,11 +65,35 @@ def redis_target(request: pytest.FixtureRequest) -> Target:
     return Target(url)
 
 
+QUEUES = ("work", "held", "idle")
+
+
+def rabbitmq_target(request: pytest.FixtureRequest) -> Target:
+    """The session's RabbitMQ node, with the suite's queues deleted before and after;
+    lifetime totals die with the workers that counted them there."""
+    from contract.brokers import delete_queues
+
+    url = request.getfixturevalue("rabbitmq_url")
+    delete_queues(url, QUEUES)
+    request.addfinalizer(lambda: delete_queues(url, QUEUES))
+    # The registry is the server's: wait until the consumers of earlier tests (killed
+    # ones stay up to WORKER_WINDOW) have left it.
+    from liteq.brokers.rabbitmq import RabbitmqBroker
+    from liteq.brokers.rabbitmq.registry import WORKER_WINDOW
+
+    broker = RabbitmqBroker(url=url, middleware=[])
+    inspector = broker.inspector()
+    try:
+        wait_for(lambda: not inspector.workers(), timeout=WORKER_WINDOW / 1000 + 10)
+    finally:
+        inspector.close()
+        broker.close()
+    return Target(url, unknown=frozenset({"succeeded", "failed", "retried", "dead_lettered"}))
+
+
 #: One entry per broker: a factory of a fresh, empty store (servers from tests/conftest.py).
 TARGETS: dict[str, Callable[[pytest.FixtureRequest], Target]] = {
-    "sqlite": sqlite_target, "redis": redis_target}
-
-QUEUES = ("work", "held", "idle")
+    "sqlite": sqlite_target, "redis": redis_target, "rabbitmq": rabbitmq_target}
 
 
 @dataclasses.dataclass
@@ -162,9 +186,18 @@ def inspected(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Inspec
 
 
 def eventually(read: Callable[[], Any], expected: Any, timeout: float = 30) -> None:
-    """Wait until ``read()`` equals ``expected``; then compare once more, for the diff."""
+    """Wait until ``read()`` equals ``expected`` twice in a row; then compare once more,
+    for the diff. Twice: figures that come from heartbeats (RabbitMQ's claimed and
+    running) may show a heartbeat older than a queue depth read a moment later."""
+    matched = [False]
+
+    def settled() -> bool:
+        now = read() == expected
+        twice, matched[0] = matched[0] and now, now
+        return twice
+
     try:
-        wait_for(lambda: read() == expected, timeout=timeout, interval=0.05)
+        wait_for(settled, timeout=timeout, interval=0.05)
     except AssertionError:
         pass
     assert read() == expected

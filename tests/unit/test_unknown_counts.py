@@ -59,7 +59,7 @@ class PartialInspector(Inspector):
 @pytest.fixture
 def partial(monkeypatch: pytest.MonkeyPatch) -> None:
     @contextlib.contextmanager
-    def inspecting(url: str | None) -> Iterator[Inspector]:
+    def inspecting(url: str | None, queues: tuple[str, ...] = ()) -> Iterator[Inspector]:
         yield PartialInspector()
 
     monkeypatch.setattr(commands, "inspecting", inspecting)

@@ -11,8 +11,12 @@ the same queue and either side may declare it first:
 * bodies are the JSON envelope; a delayed message goes to ``Q.DQ`` with
   ``queue_name="Q.DQ"`` and ``options.eta``; consumers hold it until its ETA, then
   publish it to ``Q`` without ``eta`` and ack it on ``Q.DQ``;
-* messages are persistent (``delivery_mode=2``); a failed message is nacked without
-  requeue, so RabbitMQ dead-letters it to ``Q.XQ``.
+* messages are persistent (``delivery_mode=2``); a failed message is published to
+  ``Q.XQ`` with its reason, traceback and time in its options, then acknowledged
+  (RabbitMQ's own dead-lettering, by a nack, keeps the body and so no reason).
+
+liteq's own records (worker heartbeats, the queues its processes declared) live in two
+streams, ``liteq:workers`` and ``liteq:queues`` (see :mod:`.registry`).
 
 Priority: with ``max_priority`` liteq's ``priority`` (larger first, the actor's or the
 message's) is the AMQP priority, clamped to ``0..max_priority``; Dramatiq's
@@ -50,7 +54,9 @@ from .connection import (
     reason,
 )
 from .consumer import RabbitmqConsumer
+from .inspect import RabbitmqInspector
 from .queues import DEAD_MESSAGE_TTL, declare_queues, holds_any, queue_arguments
+from .registry import record_queue
 
 __all__ = ["DEAD_MESSAGE_TTL", "MAX_ENQUEUE_ATTEMPTS", "RabbitmqBroker", "RabbitmqConsumer"]
 
@@ -108,6 +114,7 @@ class RabbitmqBroker(Broker):
         self._lock = threading.Lock()
         self._connections: set[Any] = set()
         self._declared: set[str] = set()
+        self._recorded: set[str] = set()
         self._consumers: weakref.WeakSet[RabbitmqConsumer] = weakref.WeakSet()
         self._properties: dict[int | None, pika.BasicProperties] = {}
         self._warned_priority = False
@@ -199,6 +206,9 @@ class RabbitmqBroker(Broker):
         name = q_name(queue_name)
         counts = declare_queues(channel, name, self.queue_arguments(name), self.location)
         self._declared.add(name)
+        if name not in self._recorded:
+            self._recorded.add(name)
+            record_queue(channel.connection, name)
         return counts
 
     def _ensure_declared(self, channel: Any, queue_name: str) -> None:
@@ -272,6 +282,10 @@ class RabbitmqBroker(Broker):
                                 timeout=timeout)
 
     # -- inspecting, joining, flushing ------------------------------------------------
+    def inspector(self) -> RabbitmqInspector:
+        """Counts, the worker registry and dead letters for the operations tools."""
+        return RabbitmqInspector(self)
+
     def get_queue_message_counts(self, queue_name: str) -> tuple[int, int, int]:
         """Ready messages in ``Q``, ``Q.DQ`` and ``Q.XQ`` (unacknowledged ones not counted).
 

@@ -8,15 +8,20 @@ from __future__ import annotations
 import heapq
 import itertools
 import threading
+import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+import pika.exceptions
+
 from ...broker import BatchConsumer, MessageProxy
-from ...common import current_millis, dq_name
+from ...common import current_millis, dq_name, xq_name
 from ...errors import ConnectionClosed, DecodeError
 from ...message import Message
+from ..failure import dead_letter_body
 from .connection import CONNECTION_ERRORS, close_quietly, reason
+from .registry import HEARTBEAT_INTERVAL, Heartbeat
 
 if TYPE_CHECKING:
     # Type-only, and mutual by nature: the broker builds its consumers, which use it.
@@ -26,6 +31,13 @@ __all__ = ["MAX_PREFETCH", "RabbitmqConsumer"]
 
 #: AMQP's prefetch count is a 16-bit number.
 MAX_PREFETCH = 65535
+#: Seconds at least between a heartbeat and the one that says the consumer went idle.
+IDLE_BEAT_GAP = 0.1
+#: The per-queue counts of :attr:`RabbitmqConsumer.settled`, in order.
+_SETTLED = ("succeeded", "failed", "retried", "dead_lettered")
+#: The registry entry of a consumer no worker describes (``broker.consume`` by hand).
+_UNDESCRIBED = {"threads": 0, "running": [], "running_queues": {}, "processed": 0,
+                "succeeded": 0, "failed": 0, "activity": {}}
 
 
 class RabbitmqConsumer(BatchConsumer):
@@ -39,6 +51,12 @@ class RabbitmqConsumer(BatchConsumer):
     server closed, the consumer reconnects on its next round trip; the messages it
     had then come back from the server, and settling them is skipped (at-least-once
     delivery).
+
+    Failed messages are published to ``Q.XQ`` with why they failed in their options
+    (:func:`liteq.brokers.failure.dead_letter_body`), then acknowledged. Every
+    :data:`~.registry.HEARTBEAT_INTERVAL` the consumer publishes its worker registry
+    entry (``describe()``, plus per queue what it holds and what it settled) to
+    ``liteq:workers``.
     """
 
     def __init__(self, broker: RabbitmqBroker, queue_names: list[str], *, prefetch: int,
@@ -49,6 +67,9 @@ class RabbitmqConsumer(BatchConsumer):
         self.delay_prefetch = min(self.prefetch * 1000, MAX_PREFETCH)
         self.timeout = timeout
         self.inflight: Counter[str] = Counter()
+        #: Per queue, this consumer's attempts since it started: succeeded, failed,
+        #: retried, dead-lettered (published with its heartbeats, for rates).
+        self.settled: dict[str, list[int]] = {}
         self._connection: Any = None
         self._channel: Any = None
         self._generation = 0
@@ -66,6 +87,10 @@ class RabbitmqConsumer(BatchConsumer):
         self._cancelled = False
         self._disconnected = threading.Event()
         self._closed = False
+        #: What the worker registry publishes (``Worker.describe``); set by the worker.
+        self.describe: Callable[[], dict[str, Any]] = dict
+        self._heartbeat = Heartbeat()
+        self._reported = False  # whether the last heartbeat said it held messages
         self._connect()
         broker._consumers.add(self)
 
@@ -89,6 +114,7 @@ class RabbitmqConsumer(BatchConsumer):
             for name in self.queue_names:
                 tag = channel.basic_consume(dq_name(name), self._on_delayed, auto_ack=False)
                 consumer_queues[tag] = name
+            self._heartbeat.attach(connection)
         except BaseException:
             close_quietly(connection)
             raise
@@ -201,11 +227,19 @@ class RabbitmqConsumer(BatchConsumer):
             handle = proxy.handle
             if handle is None or handle[0] != generation or handle[1] not in unsettled:
                 continue  # received on a lost connection: the server redelivers it
+            tally = self.settled.setdefault(handle[2], [0, 0, 0, 0])
             if proxy.failed:
-                self._settle_one(handle[1], ack=False)
+                tally[1] += 1
+                tally[3] += 1
+                self._dead_letter(handle[1], handle[2], proxy)
                 if proxy._exception is not None:
                     self.broker.record_failure(handle[2], proxy._exception)
             else:
+                if proxy._exception is not None:  # failed, and a retry was enqueued
+                    tally[1] += 1
+                    tally[2] += 1
+                else:
+                    tally[0] += 1
                 acks.add(handle[1])
         if not acks:
             return
@@ -222,6 +256,57 @@ class RabbitmqConsumer(BatchConsumer):
             self._channel.basic_ack(last, multiple=True)
         for tag in acks:
             self._settle_one(tag, ack=True)
+
+    def _dead_letter(self, tag: int, queue: str, proxy: MessageProxy) -> None:
+        """Publish the failed message, with its reason, to ``Q.XQ``, then ack it (a
+        duplicate, never a loss, if the connection drops in between). With
+        ``confirm_delivery``, a ``Q.XQ`` deleted meanwhile is declared again; if RabbitMQ
+        still refuses the copy, the message is nacked (dead-lettered without a reason)."""
+        body = dead_letter_body(proxy)
+        for attempt in (1, 2):
+            try:
+                self._channel.basic_publish(exchange="", routing_key=xq_name(queue), body=body,
+                                            properties=self.broker._props(None),
+                                            mandatory=self.broker.confirm_delivery)
+                self._settle_one(tag, ack=True)
+                return
+            except (pika.exceptions.UnroutableError, pika.exceptions.NackError) as e:
+                if attempt == 1 and isinstance(e, pika.exceptions.UnroutableError):
+                    self.broker._declare(self._channel, queue)
+                    continue
+                self.broker.logger.warning(
+                    "RabbitMQ refused the dead letter %s for %s (%s); nacking it instead",
+                    proxy.message_id, xq_name(queue), type(e).__name__)
+                break
+        self._settle_one(tag, ack=False)
+
+    def held(self) -> dict[str, dict[str, int]]:
+        """Per queue, the messages this consumer holds unacknowledged: ``claimed``
+        (prefetched or running) and ``delayed`` (from ``Q.DQ``, until their ETA)."""
+        delayed: Counter[str] = Counter()
+        unsettled = self._unsettled
+        for item in self._delayed:
+            queue = unsettled.get(item[2])
+            if queue is not None:
+                delayed[queue] += 1
+        return {queue: {"claimed": n - delayed[queue], "delayed": delayed[queue]}
+                for queue, n in self.inflight.items() if n}
+
+    def _beat_at(self) -> float:
+        """When the next heartbeat is due (monotonic): every HEARTBEAT_INTERVAL, and
+        IDLE_BEAT_GAP after the last one when that said it held messages and it holds
+        none now (the registry shows it idle without waiting a whole interval)."""
+        if self._reported and not self.inflight.total():
+            return self._heartbeat.due - HEARTBEAT_INTERVAL + IDLE_BEAT_GAP
+        return self._heartbeat.due
+
+    def _beat(self, *, stopped: bool = False) -> None:
+        settled = {queue: dict(zip(_SETTLED, t, strict=True)) for queue, t in self.settled.items()}
+        held = self.held()
+        self._reported = bool(held)
+        entry = dict(_UNDESCRIBED, **self.describe(), queues=list(self.queue_names),
+                     held=held, settled=settled)
+        self._heartbeat.beat(entry, stopped=stopped)
 
     def _move_due(self) -> None:
         """Publish delayed messages whose ETA has passed to their queue; ack them on ``Q.DQ``."""
@@ -307,6 +392,8 @@ class RabbitmqConsumer(BatchConsumer):
                 return []
             if self._delayed and self._delayed[0][0] <= current_millis():
                 self._move_due()
+            if time.monotonic() >= self._beat_at():
+                self._beat()
             received: list[MessageProxy] = []
             ready = self._ready
             generation = self._generation
@@ -340,6 +427,7 @@ class RabbitmqConsumer(BatchConsumer):
             return  # the next round trip reconnects
         if self._delayed:
             timeout = min(timeout, max(0.0, (self._delayed[0][0] - current_millis()) / 1000))
+        timeout = min(timeout, max(0.0, self._beat_at() - time.monotonic()))
         try:
             self._connection.process_data_events(time_limit=timeout)
         except CONNECTION_ERRORS as e:
@@ -376,6 +464,11 @@ class RabbitmqConsumer(BatchConsumer):
 
     def close(self) -> None:
         """Close the connection; RabbitMQ requeues whatever was not acknowledged."""
+        if not self._closed and self._connection is not None:
+            try:
+                self._beat(stopped=True)
+            except CONNECTION_ERRORS:
+                pass  # the registry forgets it once its heartbeats are old
         self._closed = True
         self._drop()
         self._disconnected.set()
