@@ -12,6 +12,7 @@ from typing import Any
 
 from ..broker import MessageProxy
 from ..common import current_millis
+from ..errors import DecodeError
 from ..message import Message
 from ..support.text import exception_text
 
@@ -35,3 +36,25 @@ def dead_letter_body(proxy: MessageProxy) -> bytes:
     message: Message[Any] = proxy.message
     return message.copy(options={"failure_reason": reason, "traceback": trace,
                                  "failed_at": current_millis()}).encode()
+
+
+#: Options a requeued dead letter goes back without: it starts afresh, with its whole
+#: retry budget and no trace of the failure (its id, priority and arguments stay).
+RESET_ON_REQUEUE = ("eta", "retries", "traceback", "requeue_timestamp", "failure_reason",
+                    "failed_at")
+
+
+def requeued_body(body: bytes, queue_name: str | None = None) -> bytes:
+    """The body a dead letter is requeued with on every broker (``liteq dlq requeue``):
+    the message without :data:`RESET_ON_REQUEUE` (on ``queue_name`` when given); an
+    undecodable body goes back as it was."""
+    try:
+        message: Message[Any] = Message.decode(body)
+    except DecodeError:
+        return body
+    options = {k: v for k, v in message.options.items() if k not in RESET_ON_REQUEUE}
+    if options == message.options and queue_name in (None, message.queue_name):
+        return body
+    return Message(queue_name or message.queue_name, message.actor_name, message.args,
+                   message.kwargs, options, message.message_id,
+                   message.message_timestamp).encode()

@@ -324,6 +324,36 @@ def test_dead_letters_requeue_and_purge_by_id_queue_and_all(inspected):
     assert inspected.counts("work").dead == 0
 
 
+def test_a_requeued_dead_letter_starts_afresh(inspected):
+    """Same id, arguments and priority; its retry budget and the failure's traces reset,
+    on every broker alike (liteq.brokers.failure.requeued_body)."""
+    message = liteq.Message("idle", "doomed", (7,), {"k": "v"},
+                            {"retries": 3, "traceback": "Traceback ...", "max_retries": 5})
+    inspected.broker.enqueue(message)
+    consumer = inspected.broker.consume("idle", prefetch=1, timeout=100)
+    try:
+        proxy = _next(consumer)
+        proxy.stuff_exception(RuntimeError("gave up"))
+        proxy.fail()
+        consumer.nack(proxy)
+    finally:
+        consumer.close()
+    inspector = inspected.inspector
+    (letter,) = inspector.dead_letters("idle")
+    assert inspector.requeue_dead([letter.id]) == 1
+    consumer = inspected.broker.consume("idle", prefetch=1, timeout=100)
+    try:
+        again = _next(consumer)
+        consumer.ack(again)
+    finally:
+        consumer.close()
+    assert again.message_id == message.message_id
+    assert (again.args, again.kwargs) == ((7,), {"k": "v"})
+    assert again.options.get("max_retries") == 5
+    for reset in ("retries", "traceback", "failure_reason", "failed_at", "eta"):
+        assert reset not in again.options, (reset, again.options)
+
+
 # ---------------------------------------------------------------------------------------
 # the worker registry
 # ---------------------------------------------------------------------------------------

@@ -37,6 +37,7 @@ import pika.exceptions
 from ...common import dq_name, q_name, xq_name
 from ...errors import BrokerError, ConnectionClosed, DecodeError
 from ...message import Message
+from ..failure import requeued_body
 from ..inspect import STALE_AFTER_MS, DeadLetter, Inspector, Progress, QueueCounts
 from .connection import CONNECTION_ERRORS, close_quietly, reason
 from .registry import (
@@ -53,8 +54,6 @@ if TYPE_CHECKING:
     from .broker import RabbitmqBroker
 
 #: Options a requeued dead letter starts again without (a new ready message).
-RESET_OPTIONS = ("eta", "retries", "traceback", "requeue_timestamp", "failure_reason",
-                 "failed_at")
 #: Seconds before a queue recorded once but missing on the server is looked for again
 #: (each look at a missing queue costs a channel).
 MISSING_RECHECK = 10.0
@@ -319,7 +318,7 @@ class RabbitmqInspector(Inspector):
             if wanted is not None and letter.id not in wanted:
                 return
             try:  # confirmed and routed (mandatory) before the dead letter is acknowledged
-                channel.basic_publish("", queue, _requeued(queue, letter),
+                channel.basic_publish("", queue, requeued_body(letter.body, queue),
                                       self.broker._props(properties.priority), mandatory=True)
             except (pika.exceptions.UnroutableError, pika.exceptions.NackError) as e:
                 raise BrokerError(
@@ -432,17 +431,6 @@ def _gone(entry: dict[str, Any]) -> bool:
     except PermissionError:
         pass
     return False
-
-
-def _requeued(queue: str, letter: DeadLetter) -> bytes:
-    """The body a requeued dead letter goes back with: a new ready message of ``queue``
-    (same id, no ETA, retries and failure options reset); an undecodable one as it was."""
-    message = letter.message
-    if message is None:
-        return letter.body
-    options = {k: v for k, v in message.options.items() if k not in RESET_OPTIONS}
-    return Message(queue, message.actor_name, message.args, message.kwargs, options,
-                   message.message_id, message.message_timestamp).encode()
 
 
 def _x_death(properties: Any) -> dict[str, Any]:

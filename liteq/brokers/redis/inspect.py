@@ -27,7 +27,6 @@ its score in ``q.XQ`` (Dramatiq workers set it too).
 
 from __future__ import annotations
 
-import dataclasses
 import heapq
 import json
 import re
@@ -38,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 from ...common import current_millis, validate_queue_name
 from ...errors import DecodeError, InvalidQueueName
 from ...message import Message
+from ..failure import requeued_body
 from ..inspect import STALE_AFTER_MS, DeadLetter, Inspector, Progress, QueueCounts
 
 if TYPE_CHECKING:
@@ -379,12 +379,12 @@ class RedisInspector(Inspector):
 
     def requeue_dead(self, ids: list[str] | None = None, *, queue_name: str | None = None,
                      progress: Progress | None = None) -> int:
-        """Move dead letters back to the end of their queue, as ready messages (without
-        the reason and time of failure their body gained, see :func:`revived_body`)."""
+        """Move dead letters back to the end of their queue as ready messages that start
+        afresh (:func:`liteq.brokers.failure.requeued_body`)."""
         def ops(batch: list[tuple[str, str, float]]) -> list[Any]:
             out: list[Any] = []
             for letter in self._letters(batch):
-                out += ["Q", letter.queue, letter.id, revived_body(letter.body)]
+                out += ["Q", letter.queue, letter.id, requeued_body(letter.body)]
             return out
 
         return self._in_batches(self._targets(ids, queue_name), ops, progress,
@@ -433,17 +433,3 @@ def _letter(queue: str, rid: str, score: float, body: bytes) -> DeadLetter:
         priority=0, body=body, reason=reason,
         traceback=trace if isinstance(trace, str) else None, deliveries=None,
         failed_at=int(score))
-
-
-def revived_body(body: bytes) -> bytes:
-    """A dead letter's body to enqueue again: as it was sent, without the reason and
-    time of failure (an undecodable body is moved as it is). Its ``retries`` stay, as
-    the SQLite broker's requeue keeps them."""
-    try:
-        message = Message.decode(body)
-    except DecodeError:
-        return body
-    if not any(name in message.options for name in DEATH_OPTIONS):
-        return body
-    options = {k: v for k, v in message.options.items() if k not in DEATH_OPTIONS}
-    return dataclasses.replace(message, options=options).encode()

@@ -8,6 +8,7 @@ from typing import Any
 import apsw
 
 from ...common import current_millis
+from ..failure import requeued_body
 from ..inspect import DeadLetter, Progress
 from . import schema as q
 from .db import Database
@@ -66,7 +67,7 @@ def _requeue_batch(conn: apsw.Connection, ids: list[int]) -> int:
             continue
         letter = _letter(row)
         conn.execute(q.INSERT_MESSAGE, (letter.queue, q.READY, letter.priority, now,
-                                        letter.message_id, letter.body, now))
+                                        letter.message_id, requeued_body(letter.body), now))
         conn.execute(q.DELETE_DEAD, (dead_id,))
         moved += 1
     return moved
