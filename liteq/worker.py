@@ -462,7 +462,7 @@ class WorkerThread(threading.Thread):
                 except MiddlewareError:
                     raise
                 except Exception:
-                    logger.critical("before_process_message hook failed", exc_info=True)
+                    logger.critical("middleware hook before_process_message failed", exc_info=True)
             message = proxy._message
             started = perf_counter()
             if actor.is_async:
