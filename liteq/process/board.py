@@ -22,33 +22,49 @@ class RunningBoard:
         self.deadlines = context.RawArray("d", threads)
         self.ids = context.RawArray("c", threads * ID_WIDTH)
         self.slots = threads
-        self._view: memoryview | None = None
+        self._views: list[memoryview] | None = None
+        #: Set in the child once a deadline was published (only under --hard-time-limit).
+        self._deadlines_used = False
 
     def __getstate__(self) -> dict[str, Any]:
         # A memoryview does not cross to a spawned child: it makes its own on first use.
-        return {**self.__dict__, "_view": None}
+        return {**self.__dict__, "_views": None}
 
     def _bytes(self) -> memoryview:
         """The ids as writable bytes: one memcpy per write (a ctypes slice assignment
         converts byte by byte, and this runs twice per message)."""
-        if self._view is None:
-            self._view = memoryview(self.ids).cast("B")
-        return self._view
+        return memoryview(self.ids).cast("B")
+
+    def _slot_views(self) -> list[memoryview]:
+        """One view per thread's id, made once (this runs twice per message)."""
+        if self._views is None:
+            whole = self._bytes()
+            self._views = [whole[i * ID_WIDTH:(i + 1) * ID_WIDTH] for i in range(self.slots)]
+        return self._views
 
     def start(self, slot: int, message_id: str) -> None:
         """Thread ``slot`` starts running ``message_id``."""
-        start = (slot % self.slots) * ID_WIDTH
-        self._bytes()[start:start + ID_WIDTH] = message_id.encode()[:ID_WIDTH].ljust(ID_WIDTH)
+        data = message_id.encode()
+        if len(data) != ID_WIDTH:  # a UUID (Dramatiq's ids) is exactly ID_WIDTH bytes
+            data = data[:ID_WIDTH].ljust(ID_WIDTH)
+        views = self._views
+        if views is None:
+            views = self._slot_views()
+        views[slot % self.slots][:] = data
 
     def finish(self, slot: int) -> None:
         """Thread ``slot`` is idle again (an empty id starts with a NUL byte)."""
         slot %= self.slots
-        self._bytes()[slot * ID_WIDTH] = 0
-        if self.deadlines[slot]:
+        views = self._views
+        if views is None:
+            views = self._slot_views()
+        views[slot][0] = 0
+        if self._deadlines_used and self.deadlines[slot]:
             self.deadlines[slot] = 0.0
 
     def set_deadline(self, slot: int, when: float) -> None:
         """The run of thread ``slot`` must be over by ``when`` (``time.monotonic``)."""
+        self._deadlines_used = True
         self.deadlines[slot % self.slots] = when
 
     def message_id(self, slot: int) -> str:
