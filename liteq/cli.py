@@ -16,23 +16,40 @@ import click
 from . import __version__
 from .errors import EXIT_USAGE
 from .ops.cli_support import broker_option, fail
-from .ops.commands import (
-    dlq_group,
-    enqueue_command,
-    purge_command,
-    queues_command,
-    stats_command,
-)
-from .ops.compact import compact_command
-from .ops.top import top_command
 from .ops.worker_args import WorkerCommand
 from .urls import mask_url, scrub
-
 
 # ---------------------------------------------------------------------------------------
 # the group
 # ---------------------------------------------------------------------------------------
-@click.group(context_settings={"help_option_names": ["-h", "--help"],
+#: The operations commands, imported only when named (``liteq worker`` starts faster).
+OPERATIONS = {
+    "enqueue": "liteq.ops.commands:enqueue_command",
+    "queues": "liteq.ops.commands:queues_command",
+    "stats": "liteq.ops.commands:stats_command",
+    "dlq": "liteq.ops.commands:dlq_group",
+    "purge": "liteq.ops.commands:purge_command",
+    "top": "liteq.ops.top:top_command",
+    "compact": "liteq.ops.compact:compact_command",
+}
+
+
+class _Group(click.Group):
+    """The ``liteq`` group: ``worker`` is defined here, the operations load on demand."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *OPERATIONS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in OPERATIONS and cmd_name not in self.commands:
+            import importlib
+
+            module, _, name = OPERATIONS[cmd_name].partition(":")
+            self.add_command(getattr(importlib.import_module(module), name), cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"],
                                "max_content_width": 100})
 @click.version_option(__version__, "--version", prog_name="liteq")
 def cli() -> None:
@@ -236,11 +253,6 @@ def worker_command(modules: tuple[str, ...], processes: int | None, threads: int
     if error and log_file:
         click.echo(f"liteq: error: {scrub(error)}", err=True)
     sys.exit(code)
-
-
-for _command in (enqueue_command, queues_command, stats_command, dlq_group, purge_command,
-                 top_command, compact_command):
-    cli.add_command(_command)
 
 
 def main(argv: list[str] | None = None) -> None:
