@@ -109,3 +109,13 @@ def is_local_host(host: str | None) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+class Secret(str):
+    """A credential in a release recipe (sent to the supervisor): a ``str`` whose
+    ``repr`` hides it, so a logged recipe shows no password."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "'***'"

@@ -289,3 +289,24 @@ def test_scrape_of_a_redis_pool_counts_what_ran_failed_and_was_retried(tmp_path,
     finally:
         broker.close()
         pool.kill()
+
+
+def test_scrape_of_a_rabbitmq_pool_counts_what_ran_and_the_queue_depths(tmp_path,
+                                                                        rabbitmq_url):
+    """On RabbitMQ too: the totals per actor, and the depth gauges read through the
+    inspector from the release recipe's URL (the dead letters of the workload)."""
+    port = free_port()
+    pool = Pool(tmp_path, prom_env(tmp_path, rabbitmq_url), "--processes", "2",
+                "--threads", "4", "--prometheus", f"127.0.0.1:{port}",
+                modules=("prom_tasks",))
+    broker = liteq.broker_from_url(rabbitmq_url, middleware=[])
+    try:
+        pool.wait_ready(2)
+        broker.flush_all()
+        samples = run_known_workload(tmp_path, broker, port)
+        dead = ("liteq_queue_messages", (("queue_name", "default"), ("state", "dead")))
+        assert samples[dead] == 3
+    finally:
+        pool.kill()
+        broker.flush_all()  # the server is shared: leave no dead letters to other tests
+        broker.close()

@@ -35,7 +35,7 @@ import operator
 import os
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 import pika
@@ -46,6 +46,7 @@ from ...common import current_millis, dq_name, q_name, validate_priority, xq_nam
 from ...errors import ConnectionClosed, DecodeError
 from ...message import Message
 from ...middleware.middleware import Middleware
+from ...urls import Secret
 from .connection import (
     CONNECTION_ATTEMPTS,
     CONNECTION_ERRORS,
@@ -377,6 +378,15 @@ class RabbitmqBroker(Broker):
 
         return self._with_channel(read, "reading dead letters")
 
+    def release_info(self) -> dict[str, Any] | None:
+        """The recipe ``liteq worker``'s supervisor keeps for this process: RabbitMQ itself
+        requeues a dead consumer's unacked messages, so the recipe only lets the
+        supervisor read queue depths for its metrics (:func:`inspect_queues`). A broker
+        built from pika parameters rather than URLs has none."""
+        if not self._server.urls:
+            return None
+        return {"module": __name__, "urls": [Secret(url) for url in self._server.urls]}
+
     def close(self) -> None:
         """Close every producer connection this broker opened (consumers close their own)."""
         self._closed = True
@@ -397,3 +407,26 @@ def _after_fork_in_child() -> None:
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def release(info: dict[str, Any], pid: int, running: Iterable[str] | None = None,
+            overran: Iterable[str] = ()) -> int:
+    """Nothing to release for dead process ``pid``: the server requeued its unacked
+    messages when its connection closed (at the head of their queue, see the README's
+    Limits). Returns 0."""
+    return 0
+
+
+def inspect_queues(info: dict[str, Any]) -> dict[str, Any]:
+    """The counts of every known queue (``Inspector.queues()``) on the server of
+    ``info``, for the supervisor's Prometheus queue gauges."""
+    broker = RabbitmqBroker(url=[str(url) for url in info["urls"]], middleware=[],
+                            connection_attempts=1)
+    try:
+        inspector = broker.inspector()
+        try:
+            return dict(inspector.queues())
+        finally:
+            inspector.close()
+    finally:
+        broker.close()

@@ -59,7 +59,7 @@ from ...common import current_millis, dq_name
 from ...errors import ConnectionFailed, DecodeError
 from ...message import Message
 from ...middleware.middleware import Middleware
-from ...urls import hide
+from ...urls import Secret, hide
 from . import script as redis_script
 from .connection import build_client, describe
 from .consumer import RedisConsumer
@@ -257,7 +257,7 @@ class RedisBroker(Broker):
         """What ``liteq worker``'s supervisor needs to release this process's messages
         when it dies (see :func:`release`): picklable, and its ``repr`` shows no secret."""
         pool = self.client.connection_pool
-        kwargs = {key: _Secret(value) if key in _SECRET_KEYS and isinstance(value, str)
+        kwargs = {key: Secret(value) if key in _SECRET_KEYS and isinstance(value, str)
                   else value
                   for key, value in pool.connection_kwargs.items()
                   if value is None or isinstance(value, (str, int, float, bool))}
@@ -350,15 +350,6 @@ _SECRET_KEYS = ("password", "username")
 RELEASE_TIMEOUT = 5.0
 
 
-class _Secret(str):
-    """A credential in a release recipe: a ``str`` whose ``repr`` hides it."""
-
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "'***'"
-
-
 def release(info: dict[str, Any], pid: int, running: Iterable[str] | None = None,
             overran: Iterable[str] = ()) -> int:
     """Requeue the messages held by dead process ``pid``, described by ``info`` (its
@@ -388,7 +379,7 @@ def _open_for_supervisor(info: dict[str, Any]) -> RedisBroker:
     module, _, name = info["connection_class"].rpartition(".")
     if module != "redis.connection":
         raise ValueError(f"unexpected Redis connection class {info['connection_class']!r}")
-    kwargs: dict[str, Any] = {key: str(value) if isinstance(value, _Secret) else value
+    kwargs: dict[str, Any] = {key: str(value) if isinstance(value, Secret) else value
               for key, value in info["connection_kwargs"].items()}
     for key in ("socket_timeout", "socket_connect_timeout"):
         kwargs[key] = min(kwargs.get(key) or RELEASE_TIMEOUT, RELEASE_TIMEOUT)
