@@ -17,11 +17,13 @@ import statistics
 import sys
 import tempfile
 import time
+from typing import Any
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from liteq import Broker, Message  # noqa: E402
 from liteq.ops.monitor import Monitor, extras  # noqa: E402
+from liteq.ops.snapshot import snapshot  # noqa: E402
 from liteq.ops.top_render import render_text  # noqa: E402
 from liteq.store import SqliteBroker  # noqa: E402
 
@@ -71,11 +73,21 @@ def measure(broker: Broker, path: str, fresh: bool, messages: int, rounds: int) 
         fill(broker, messages)
         print(f"filled {messages:,} messages in {time.perf_counter() - t0:.1f}s: {path}")
     inspector = broker.inspector()  # type: ignore[attr-defined]
+    parts, _, text = time_refreshes(inspector, rounds)
+    counts = inspector.queues().values()
+    print(f"queued: {sum((c.ready or 0) + (c.delayed or 0) for c in counts):,}")
+    print_times(parts, rounds, text)
+
+
+def time_refreshes(inspector: Any, rounds: int
+                   ) -> tuple[dict[str, list[float]], dict[str, Any], str]:
+    """Time ``rounds`` refreshes of ``liteq top`` through ``inspector``: ms per part
+    (snapshot, extras, render, total), the last snapshot and the last frame's text."""
     monitor = Monitor(inspector)
     monitor.refresh()
     parts: dict[str, list[float]] = {"snapshot": [], "extras": [], "render": [], "total": []}
-    from liteq.ops.snapshot import snapshot
-
+    snap: dict[str, Any] = {}
+    text = ""
     for _ in range(rounds):
         t0 = time.perf_counter()
         snap = snapshot(inspector)
@@ -87,8 +99,10 @@ def measure(broker: Broker, path: str, fresh: bool, messages: int, rounds: int) 
         for key, value in (("snapshot", t1 - t0), ("extras", t2 - t1), ("render", t3 - t2),
                            ("total", t3 - t0)):
             parts[key].append(value * 1000)
-    counts = inspector.queues().values()
-    print(f"queued: {sum((c.ready or 0) + (c.delayed or 0) for c in counts):,}")
+    return parts, snap, text
+
+
+def print_times(parts: dict[str, list[float]], rounds: int, text: str) -> None:
     for key, values in parts.items():
         print(f"{key:9s} median {statistics.median(values):7.1f} ms   "
               f"max {max(values):7.1f} ms   ({rounds} refreshes)")

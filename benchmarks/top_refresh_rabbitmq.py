@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import statistics
 import sys
 import time
 from collections.abc import Iterator
@@ -25,11 +24,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 import pika  # noqa: E402
 
 from benchmarks import servers  # noqa: E402
+from benchmarks.top_refresh import print_times, time_refreshes  # noqa: E402
 from liteq import Message  # noqa: E402
 from liteq.brokers.rabbitmq import RabbitmqBroker  # noqa: E402
-from liteq.ops.monitor import Monitor, extras  # noqa: E402
-from liteq.ops.snapshot import snapshot  # noqa: E402
-from liteq.ops.top_render import render_text  # noqa: E402
 
 QUEUES = ("bench_default", "bench_emails", "bench_reports")
 
@@ -76,30 +73,12 @@ def main() -> None:
             fill(broker, args.messages, args.dead)
             print(f"published {args.messages:,} messages in {time.perf_counter() - t0:.1f}s")
             inspector = broker.inspector()
-            monitor = Monitor(inspector)
-            monitor.refresh()
-            parts: dict[str, list[float]] = {"snapshot": [], "extras": [], "render": [],
-                                             "total": []}
-            text = ""
-            for _ in range(args.rounds):
-                t0 = time.perf_counter()
-                snap = snapshot(inspector)
-                t1 = time.perf_counter()
-                extra = extras(inspector, snap)
-                t2 = time.perf_counter()
-                text = render_text(monitor.update(snap, extra), 120, 40)
-                t3 = time.perf_counter()
-                for key, value in (("snapshot", t1 - t0), ("extras", t2 - t1),
-                                   ("render", t3 - t2), ("total", t3 - t0)):
-                    parts[key].append(value * 1000)
+            parts, snap, text = time_refreshes(inspector, args.rounds)
             queued = sum((c["ready"] or 0) + (c["delayed"] or 0)
                          for name, c in snap["queues"].items() if name in QUEUES)
             print(f"queued: {queued:,}; dead letters: {args.dead}; "
                   f"workers in the registry: {len(snap['workers'])}")
-            for key, values in parts.items():
-                print(f"{key:9s} median {statistics.median(values):7.1f} ms   "
-                      f"max {max(values):7.1f} ms   ({args.rounds} refreshes)")
-            print(text)
+            print_times(parts, args.rounds, text)
             inspector.close()
         finally:
             channel = broker._channel()

@@ -7,9 +7,10 @@ formatting, so every view of every broker agrees.
 
 from __future__ import annotations
 
-import os
 import socket
 from typing import Any
+
+import psutil
 
 from ..brokers.inspect import STALE_AFTER_MS, Inspector
 from ..common import current_millis
@@ -21,13 +22,8 @@ def worker_state(entry: dict[str, Any], now: int, host: str) -> str:
     ``dead`` needs proof: the entry's process is gone from this host.
     """
     state = "stale" if now - entry["heartbeat_at"] > STALE_AFTER_MS else "alive"
-    if entry["host"] == host:
-        try:
-            os.kill(entry["pid"], 0)
-        except ProcessLookupError:
-            state = "dead"
-        except PermissionError:
-            pass
+    if entry["host"] == host and not psutil.pid_exists(entry["pid"]):
+        state = "dead"
     return state
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import psutil
 import pytest
 from helpers import running_worker, wait_for
+from pools import kill_processes
 from rich.cells import cell_len
 
 import liteq
@@ -343,19 +344,12 @@ def top_process(term: Tmux) -> psutil.Process:
 
 
 def kill_tree(proc: subprocess.Popen) -> None:
+    """SIGKILL ``proc`` and every process below it, and reap it."""
     try:
         pids = [c.pid for c in psutil.Process(proc.pid).children(recursive=True)]
     except psutil.NoSuchProcess:
         pids = []
-    for pid in [proc.pid, *pids]:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        pass
+    kill_processes([proc.pid, *pids], proc)
 
 
 @pytest.mark.slow

@@ -14,13 +14,11 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from contract.brokers import delete_queues
 from helpers import running_worker, wait_for
 
 pika = pytest.importorskip("pika")
@@ -34,14 +32,6 @@ from liteq.message import Message  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 HAS_DRAMATIQ = importlib.util.find_spec("dramatiq") is not None
-
-
-@pytest.fixture
-def queue(rabbitmq_url: str) -> Iterator[str]:
-    """A fresh queue name; its Q, Q.DQ and Q.XQ are deleted after the test."""
-    name = f"t_{uuid.uuid4().hex[:10]}"
-    yield name
-    delete_queues(rabbitmq_url, [name])
 
 
 @pytest.fixture

@@ -17,7 +17,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -27,7 +26,6 @@ from helpers import wait_for
 from pools import kill_processes
 
 pika = pytest.importorskip("pika")
-
 from liteq.brokers.rabbitmq import RabbitmqBroker  # noqa: E402
 from liteq.brokers.rabbitmq.inspect import RabbitmqInspector  # noqa: E402
 from liteq.brokers.rabbitmq.registry import HEARTBEAT_INTERVAL  # noqa: E402
@@ -36,13 +34,6 @@ from liteq.message import Message  # noqa: E402
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
 HAS_DRAMATIQ = importlib.util.find_spec("dramatiq") is not None
-
-
-@pytest.fixture
-def queue(rabbitmq_url: str) -> Iterator[str]:
-    name = f"t_{uuid.uuid4().hex[:10]}"
-    yield name
-    delete_queues(rabbitmq_url, [name])
 
 
 @pytest.fixture

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import datetime
 import functools
-import os
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -424,13 +423,9 @@ def _gone(entry: dict[str, Any]) -> bool:
     held when its connection dropped)."""
     if entry.get("host") != HOST or not isinstance(entry.get("pid"), int):
         return False
-    try:
-        os.kill(entry["pid"], 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        pass
-    return False
+    import psutil  # here: every RabbitMQ worker imports this module
+
+    return not psutil.pid_exists(entry["pid"])
 
 
 def _x_death(properties: Any) -> dict[str, Any]:
