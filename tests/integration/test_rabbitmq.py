@@ -61,9 +61,20 @@ def channel(rabbitmq_url: str) -> Iterator[object]:
         connection.close()
 
 
-def raw_get(channel, queue_name: str):
-    """One message of ``queue_name`` (acknowledged), or (None, None, None)."""
-    return channel.basic_get(queue_name, auto_ack=True)
+def raw_get(channel, queue_name: str, timeout: float = 10.0):
+    """One message of ``queue_name`` (acknowledged), waiting for it to arrive.
+
+    Publishing without confirms is asynchronous, so a message just sent on the broker's
+    connection may reach the queue after this channel first asks for it.
+    """
+    got: list = []
+
+    def arrived() -> bool:
+        got.append(channel.basic_get(queue_name, auto_ack=True))
+        return got[-1][0] is not None
+
+    wait_for(arrived, timeout=timeout)
+    return got[-1]
 
 
 # -- basics ---------------------------------------------------------------------------
