@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import json.scanner
 import os
 import pickle
 from collections.abc import Callable
@@ -47,7 +48,12 @@ class JSONEncoder(Encoder):
             self._dumps: Callable[[MessageData], str] = lambda data: "".join(chunks(data, 0))
         else:
             self._dumps = json.JSONEncoder(separators=(",", ":")).encode
-        self._loads: Callable[[str], MessageData] = json.JSONDecoder().decode
+        decoder = json.JSONDecoder()
+        self._loads: Callable[[str], MessageData] = decoder.decode
+        #: The scanner behind ``decode``, called directly: a third less per message.
+        #: (typeshed types make_scanner's argument as make_scanner itself.)
+        self._scan: Callable[[str, int], tuple[Any, int]] = (
+            json.scanner.make_scanner(decoder))  # type: ignore[arg-type]
 
     def encode(self, data: MessageData) -> bytes:
         try:
@@ -57,7 +63,14 @@ class JSONEncoder(Encoder):
 
     def decode(self, data: bytes) -> MessageData:
         try:
-            return self._loads(data.decode("utf-8") if isinstance(data, bytes) else data)
+            text = data.decode("utf-8") if isinstance(data, bytes) else data
+            try:
+                value, end = self._scan(text, 0)
+            except StopIteration:
+                value, end = None, -1
+            if end != len(text):  # whitespace around it, or not JSON: json.loads says which
+                value = self._loads(text)
+            return value  # type: ignore[no-any-return]
         except (TypeError, ValueError, AttributeError) as e:
             raise DecodeError(f"message body is not valid JSON: {e}", data, e) from e
 

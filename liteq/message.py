@@ -98,7 +98,13 @@ class Message(Generic[R]):
         try:
             if fields["options"]:
                 check_values(fields["options"])
-            return cls(**fields)
+            if not f["message_id"]:
+                return cls(**fields)
+            # Every field checked: filled directly, without __init__'s keyword parsing.
+            f["args"] = tuple(f["args"])
+            message = cls.__new__(cls)
+            message.__dict__.update(f)
+            return message
         except Exception as e:
             raise DecodeError(f"bad message envelope: {e}", data, e) from e
 
