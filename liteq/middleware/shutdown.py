@@ -44,8 +44,9 @@ class ShutdownNotifications(Middleware):
         self, broker: Broker, message: MessageProxy, *, result: Any = None,
         exception: BaseException | None = None,
     ) -> None:
-        with self._lock:
-            self._threads.pop(threading.get_ident(), None)
+        if self._threads:  # empty unless some actor asked to be notified
+            with self._lock:
+                self._threads.pop(threading.get_ident(), None)
 
     after_skip_message = after_process_message
 

@@ -38,11 +38,22 @@ class Tally:
     def move(self, row_id: int, queue: str, ready: int = 0, delayed: int = 0) -> None:
         """Record that row ``row_id`` of ``queue`` left or entered the ready/delayed states."""
         if row_id <= self.watermark:
-            delta = self.deltas.get(queue)
-            if delta is None:
-                delta = self.deltas[queue] = [0, 0]
-            delta[0] += ready
-            delta[1] += delayed
+            self._add(queue, ready, delayed)
+
+    def moved_from(self, queue: str, rows: list[tuple[Any, ...]], ready: int = 0) -> None:
+        """:meth:`move` for each SQL row ``(id, ...)`` of ``rows``, all of ``queue``
+        (a claim's batch: one count instead of a call per row)."""
+        mark = self.watermark
+        counted = sum(1 for row in rows if row[0] <= mark)
+        if counted:
+            self._add(queue, ready * counted, 0)
+
+    def _add(self, queue: str, ready: int, delayed: int) -> None:
+        delta = self.deltas.get(queue)
+        if delta is None:
+            delta = self.deltas[queue] = [0, 0]
+        delta[0] += ready
+        delta[1] += delayed
 
     def moved(self, rows: Iterable[tuple[Any, ...]], ready: int = 0, delayed: int = 0) -> None:
         """:meth:`move` for each SQL row ``(id, queue)`` of ``rows``."""

@@ -191,9 +191,9 @@ class SqliteConsumer(BatchConsumer):
         for name in names[start:] + names[:start]:
             if len(rows) >= want:
                 break
-            for row_id, body in conn.execute(q.CLAIM, (name, want - len(rows))):
-                rows.append((row_id, token, body, name))
-                tally.move(row_id, name, ready=-1)
+            claimed = conn.execute(q.CLAIM, (name, want - len(rows))).fetchall()
+            rows += [(row_id, token, body, name) for row_id, body in claimed]
+            tally.moved_from(name, claimed, ready=-1)
         self._dirty = len(rows) >= want
         if not self._dirty:
             # apsw types fetchone() as Optional; an aggregate (MIN) always returns one row
