@@ -191,7 +191,8 @@ class SqliteConsumer(BatchConsumer):
         for name in names[start:] + names[:start]:
             if len(rows) >= want:
                 break
-            claimed = conn.execute(q.CLAIM, (name, want - len(rows))).fetchall()
+            claimed: list[tuple[Any, ...]] = conn.execute(
+                q.CLAIM, (name, want - len(rows))).fetchall()
             rows += [(row_id, token, body, name) for row_id, body in claimed]
             tally.moved_from(name, claimed, ready=-1)
         self._dirty = len(rows) >= want
