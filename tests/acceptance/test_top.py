@@ -325,6 +325,21 @@ def column(screen: str, header_start: str, row_start: str, name: str) -> str | N
     return row[index] if index < len(row) else None
 
 
+def shows_workers(screen: str, pids: list[int]) -> bool:
+    """True when each process of ``pids`` has its worker row on the screen."""
+    lines = [line.lstrip() for line in screen.splitlines()]
+    return all(any(line.startswith(f"{pid} ") for line in lines) for pid in pids)
+
+
+def top_in_tmux(tmp_path: Path, *args: str, env: str = "") -> Tmux:
+    """``liteq top --interval 0.5 ARGS`` in a tmux pane of its own, run in ``tmp_path``
+    with ``env`` (``NAME=value ...``); its exit code is written to ``top.rc`` there."""
+    q = shlex.quote
+    command = (f"cd {q(str(tmp_path))}; env {env} {' '.join(map(q, [*TOP, *args]))}"
+               " --interval 0.5; echo $? > top.rc")
+    return Tmux(tmp_path, f"bash -c {q(command)}")
+
+
 def top_process(term: Tmux) -> psutil.Process:
     """The ``liteq top`` process under the pane's shell."""
     found: list[psutil.Process] = []
@@ -411,8 +426,7 @@ def test_top_in_a_real_terminal_against_a_busy_pool(tmp_path):
         def busy(screen: str) -> bool:
             rate = column(screen, "Queue", "default", "Succ/s")
             return (rate not in (None, "0", "-")
-                    and all(any(line.lstrip().startswith(f"{pid} ") for line in
-                                screen.splitlines()) for pid in pids)
+                    and shows_workers(screen, pids)
                     and column(screen, "Queue", "failing", "Dead") not in (None, "0")
                     and "ValueError: task" in screen)
 

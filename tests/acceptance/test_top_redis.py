@@ -15,7 +15,15 @@ import pytest
 from helpers import wait_for
 
 import liteq
-from acceptance.test_top import TOP, Tmux, column, kill_tree, top_process, wait_screen
+from acceptance.test_top import (
+    Tmux,
+    column,
+    kill_tree,
+    shows_workers,
+    top_in_tmux,
+    top_process,
+    wait_screen,
+)
 from liteq.brokers.registry import broker_from_url
 
 redis = pytest.importorskip("redis")
@@ -59,17 +67,13 @@ def test_top_on_redis_in_a_real_terminal_against_a_busy_pool(tmp_path, redis_url
         wait_for(lambda: len(inspector.workers()) == 2, timeout=30)
         pids = sorted(w["pid"] for w in inspector.workers())
         feeder.start()
-        q = shlex.quote
-        command = (f"cd {q(str(tmp_path))}; env LITEQ_BROKER_URL={q(url)} "
-                   f"{' '.join(map(q, TOP))} --interval 0.5; echo $? > top.rc")
-        term = Tmux(tmp_path, f"bash -c {q(command)}")
+        term = top_in_tmux(tmp_path, env=f"LITEQ_BROKER_URL={shlex.quote(url)}")
         top = top_process(term)
 
         def busy(screen: str) -> bool:
             rate = column(screen, "Queue", "work", "Succ/s")
             return (rate not in (None, "0", "-")
-                    and all(any(line.lstrip().startswith(f"{pid} ") for line in
-                                screen.splitlines()) for pid in pids)
+                    and shows_workers(screen, pids)
                     and column(screen, "Queue", "work", "Dead") not in (None, "0")
                     and "RuntimeError: doomed" in screen
                     # each process's own figures, from its registry entry

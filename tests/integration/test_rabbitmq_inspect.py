@@ -10,7 +10,6 @@ import contextlib
 import importlib.util
 import json
 import os
-import shlex
 import shutil
 import signal
 import subprocess
@@ -321,7 +320,13 @@ def test_stats_lists_a_queue_no_liteq_process_named_when_given_with_queue(
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux (apt-get install tmux)")
 def test_top_in_a_real_terminal_against_a_rabbitmq_pool(task_env, pool, broker, queue,
                                                          rabbitmq_url, tmp_path):
-    from acceptance.test_top import TOP, Tmux, column, top_process, wait_screen
+    from acceptance.test_top import (
+        column,
+        shows_workers,
+        top_in_tmux,
+        top_process,
+        wait_screen,
+    )
 
     broker.declare_queue(queue)
     proc = pool("-p", "2", "-t", "2")
@@ -344,17 +349,13 @@ def test_top_in_a_real_terminal_against_a_rabbitmq_pool(task_env, pool, broker, 
         wait_for(lambda: len(workers_of(inspector, queue)) == 2, timeout=30)
         pids = sorted(w["pid"] for w in workers_of(inspector, queue))
         feeder.start()
-        q = shlex.quote
-        command = (f"cd {q(str(tmp_path))}; {' '.join(map(q, TOP))} --broker {q(rabbitmq_url)}"
-                   f" --interval 0.5; echo $? > top.rc")
-        term = Tmux(tmp_path, f"bash -c {q(command)}")
+        term = top_in_tmux(tmp_path, "--broker", rabbitmq_url)
         top = top_process(term)
 
         def busy(screen: str) -> bool:
             rate = column(screen, "Queue", queue, "Succ/s")
             return (rate not in (None, "0", "-", "–")
-                    and all(any(line.lstrip().startswith(f"{pid} ") for line in
-                                screen.splitlines()) for pid in pids)
+                    and shows_workers(screen, pids)
                     and column(screen, "Queue", queue, "Dead") not in (None, "0")
                     and "ValueError: task" in screen)
 
